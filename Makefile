@@ -1,0 +1,37 @@
+# The two commands a new user needs are `make demo` and `make test`;
+# both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint tox bench bench-quick clean
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -U pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,cron]' ruff
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m greenworks demo $(DEMO_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check greenworks tests examples benchmarks
+	$(PY) -m ruff format --check greenworks tests examples benchmarks
+
+tox: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check tox
+	$(PY) -m tox -e py311-geventmin,py311-geventlatest,lint
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+bench-quick: $(STAMP)
+	$(PY) benchmarks/run.py --quick
+
+clean:
+	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,8 @@
+"""``python -m greenworks``: see :mod:`greenworks.cli`."""
+
+import sys
+
+from greenworks.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

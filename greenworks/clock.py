@@ -1,0 +1,119 @@
+"""
+The only code in greenworks that reads time or sleeps.
+
+Every component takes ``clock=None`` and resolves it with :func:`get_clock`;
+tests pass a :class:`greenworks.testing.FakeClock` instead and move time with
+``advance()``, so no test ever waits for a real minute.
+
+Two kinds of time are kept apart, as in the standard library:
+
+- :meth:`Clock.monotonic` measures intervals and deadlines. Components keep
+  their deadlines on this scale, so a wall-clock jump never fires or starves
+  a timer.
+- :meth:`Clock.time` and :meth:`Clock.now` tell the wall-clock time, for
+  schedules that must fall on boundaries people read ("second 0 of every
+  minute").
+"""
+
+import datetime
+import time
+
+import gevent
+from gevent import get_hub
+from zope.interface import implementer
+
+from greenworks.exceptions import invalid_argument
+from greenworks.interfaces import IClock, ITimerHandle
+
+__all__ = ["Clock", "default_clock", "get_clock", "local_timezone"]
+
+
+def local_timezone():
+    """Return this machine's local time zone as a fixed-offset ``tzinfo``."""
+    return datetime.datetime.now().astimezone().tzinfo
+
+
+@implementer(ITimerHandle)
+class _LoopTimer:
+    """Default implementation of `ITimerHandle` over a gevent loop timer."""
+
+    __slots__ = ("_timer",)
+
+    def __init__(self, timer):
+        self._timer = timer
+
+    @property
+    def active(self):
+        return self._timer is not None and self._timer.active
+
+    def cancel(self):
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.close()
+
+
+@implementer(IClock)
+class Clock:
+    """Default implementation of `IClock`: the machine's clocks and the gevent hub.
+
+    A deadline set with :meth:`call_later` is a timer in the event loop, not a
+    greenlet, so a context waiting for its deadline costs no stack.
+    """
+
+    def now(self, tz=None):
+        if tz is None:
+            return datetime.datetime.now().astimezone()
+        return datetime.datetime.now(tz)
+
+    def time(self):
+        return time.time()
+
+    def monotonic(self):
+        return time.monotonic()
+
+    def sleep(self, seconds):
+        gevent.sleep(seconds if seconds > 0 else 0)
+
+    def sleep_until(self, deadline):
+        # A loop timer may fire a little early (its idea of "now" is cached
+        # per loop iteration); sleep again for whatever is left.
+        remaining = deadline - time.monotonic()
+        while remaining > 0:
+            gevent.sleep(remaining)
+            remaining = deadline - time.monotonic()
+
+    def wait(self, event, timeout=None):
+        if timeout is not None and timeout <= 0:
+            return event.is_set()
+        event.wait(timeout)
+        return event.is_set()
+
+    def call_later(self, seconds, callback, *args):
+        timer = get_hub().loop.timer(seconds if seconds > 0 else 0.0)
+        handle = _LoopTimer(timer)
+
+        def fire():
+            handle.cancel()
+            callback(*args)
+
+        timer.start(fire)
+        return handle
+
+    def __repr__(self):
+        return "<greenworks.Clock (real time)>"
+
+
+#: The process-wide real clock used wherever ``clock=None`` is passed.
+default_clock = Clock()
+
+
+def get_clock(clock=None):
+    """Return *clock*, or the process-wide real :class:`Clock` when it is ``None``.
+
+    :raises InvalidArgument: if *clock* does not provide `IClock`.
+    """
+    if clock is None:
+        return default_clock
+    if not IClock.providedBy(clock):
+        raise invalid_argument("clock", clock, "an IClock (greenworks.Clock or FakeClock)")
+    return clock

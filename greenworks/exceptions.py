@@ -1,0 +1,186 @@
+"""
+The whole error hierarchy of greenworks.
+
+Every error derives from :class:`GreenworksError`, and each one also derives
+from the builtin it refines, so ``except KeyError`` or ``except ValueError``
+keeps working in code that has never heard of greenworks.
+
+This module imports nothing from its siblings.
+"""
+
+__all__ = [
+    "Canceled",
+    "ContextError",
+    "DeadlineExceeded",
+    "EmptyStackError",
+    "ErrShuttingDown",
+    "ErrSkippedDuplicate",
+    "GreenworksError",
+    "InvalidArgument",
+    "InvalidScheduleError",
+    "LockError",
+    "ManagerStoppedError",
+    "PanicError",
+    "RunnerClosedError",
+    "ShuttingDownError",
+    "SkippedDuplicateError",
+    "StopTimeoutError",
+    "TaskAlreadyExistsError",
+    "WorkerExitedPrematurely",
+    "invalid_argument",
+]
+
+
+class GreenworksError(Exception):
+    """The root of every error greenworks raises."""
+
+
+class InvalidArgument(GreenworksError, ValueError):
+    """An argument has a value the callee cannot accept.
+
+    The message names the argument and repeats the value received.
+    """
+
+
+def invalid_argument(name, value, expected):
+    """Return an :class:`InvalidArgument` that names *name* and *value*.
+
+    :param str name: the parameter name as the caller spelled it.
+    :param value: what the caller passed.
+    :param str expected: what would have been accepted, e.g. ``"an int >= 0"``.
+    """
+    return InvalidArgument("%s must be %s, got %r" % (name, expected, value))
+
+
+# -- Context ------------------------------------------------------------------
+
+
+class ContextError(GreenworksError):
+    """Why a :class:`~greenworks.context.Context` is done."""
+
+
+class Canceled(ContextError):
+    """The context was cancelled (Go's ``context.Canceled``)."""
+
+    def __init__(self, *args):
+        super().__init__(*(args or ("context canceled",)))
+
+
+class DeadlineExceeded(ContextError, TimeoutError):
+    """The context's deadline passed (Go's ``context.DeadlineExceeded``).
+
+    Deliberately *not* a :class:`Canceled`: supervisors restart work that ran
+    out of time but never work that was cancelled.
+    """
+
+    def __init__(self, *args):
+        super().__init__(*(args or ("context deadline exceeded",)))
+
+
+# -- Runner -------------------------------------------------------------------
+
+
+class RunnerClosedError(GreenworksError, RuntimeError):
+    """``apply_tasks`` was called after ``stop()`` (Go: "Runner is closed")."""
+
+    def __init__(self, *args):
+        super().__init__(*(args or ("Runner is closed",)))
+
+
+# -- Dispatcher ---------------------------------------------------------------
+
+
+class EmptyStackError(GreenworksError, IndexError):
+    """``pop()`` or ``peek()`` on an empty :class:`~greenworks.dispatcher.TaskStack`."""
+
+    def __init__(self, *args):
+        super().__init__(*(args or ("stack is empty",)))
+
+
+# -- TaskManager --------------------------------------------------------------
+
+
+class TaskAlreadyExistsError(GreenworksError, KeyError):
+    """A task with the same name is pending or running (Go's ``ErrAlreadyExists``)."""
+
+    def __init__(self, *args):
+        super().__init__(*(args or ("task with same name already exists",)))
+
+    def __str__(self):
+        # KeyError.__str__ would quote the message like a missing key.
+        return str(self.args[0]) if self.args else ""
+
+
+class ManagerStoppedError(GreenworksError, RuntimeError):
+    """A task was submitted to a TaskManager after ``stop()``."""
+
+    def __init__(self, *args):
+        super().__init__(*(args or ("taskmanager is stopped",)))
+
+
+class StopTimeoutError(GreenworksError, TimeoutError):
+    """Workers outlived the timeout given to ``stop()``."""
+
+
+# -- JobRunner ----------------------------------------------------------------
+
+
+class PanicError(GreenworksError):
+    """A job's ``run()`` raised (Go: a recovered panic).
+
+    :ivar str id: the job's id.
+    :ivar recovered: the exception ``run()`` raised; also ``__cause__``.
+    :ivar str stack: the formatted traceback of that exception.
+    """
+
+    def __init__(self, id, recovered, stack=""):
+        super().__init__(id, recovered, stack)
+        self.id = id
+        self.recovered = recovered
+        self.stack = stack
+        if isinstance(recovered, BaseException):
+            self.__cause__ = recovered
+
+    def __str__(self):
+        return 'runner: job "%s" panicked: %s' % (self.id, self.recovered)
+
+
+class SkippedDuplicateError(GreenworksError):
+    """With dedupe on, a job was not run because its id was already in flight."""
+
+    def __init__(self, *args):
+        super().__init__(*(args or ("runner: skipped duplicate in-flight job",)))
+
+
+class ShuttingDownError(GreenworksError):
+    """A job was not started because ``stop()`` came while it waited for a slot."""
+
+    def __init__(self, *args):
+        super().__init__(*(args or ("runner: shutting down before job started",)))
+
+
+#: The sentinel reported in ``JobResult.error`` for a deduplicated job.
+ErrSkippedDuplicate = SkippedDuplicateError()
+#: The sentinel reported in ``JobResult.error`` for a job stopped before it began.
+ErrShuttingDown = ShuttingDownError()
+
+
+class InvalidScheduleError(InvalidArgument):
+    """A schedule expression (cron or interval) cannot be parsed."""
+
+
+# -- runutil ------------------------------------------------------------------
+
+
+class WorkerExitedPrematurely(GreenworksError):
+    """A worker returned before anything cancelled it (Go's ``ErrWorkerExitedPrematurely``)."""
+
+    def __init__(self, *args):
+        super().__init__(*(args or ("worker exited prematurely",)))
+
+
+# -- Coordination -------------------------------------------------------------
+
+
+class LockError(GreenworksError, RuntimeError):
+    """A leader lock could not be used (backend unreachable, misuse)."""

@@ -1,0 +1,65 @@
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.abspath(os.path.dirname(__file__))
+
+
+def read(*parts):
+    with open(os.path.join(HERE, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def version():
+    namespace = {}
+    exec(read("greenworks", "_version.py"), namespace)
+    return namespace["__version__"]
+
+
+TEST_REQUIRES = [
+    "pytest>=7",
+    "mock>=4",
+    "hypothesis>=6.50",
+    "redis>=4.5",
+    "gunicorn>=21.2",
+]
+
+setup(
+    name="greenworks",
+    version=version(),
+    description=(
+        "A green-thread runtime for gevent applications: elastic greenlet pools, "
+        "reconciled workers, supervised tasks, periodic jobs once per cluster."
+    ),
+    long_description=read("README.rst"),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    packages=find_packages(include=["greenworks", "greenworks.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "gevent>=22.10.2",
+        "greenlet>=2.0.2",
+        "zope.interface>=5.5",
+        'exceptiongroup>=1.1; python_version < "3.11"',
+    ],
+    extras_require={
+        "test": TEST_REQUIRES,
+        "redis": ["redis>=4.5"],
+        "cron": ["croniter>=1.3"],
+        "dev": [*TEST_REQUIRES, "ruff>=0.4", "tox>=4"],
+    },
+    entry_points={"console_scripts": ["greenworks = greenworks.cli:main"]},
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Framework :: gevent",
+        "Intended Audience :: Developers",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Topic :: Software Development :: Libraries",
+    ],
+    zip_safe=False,
+)

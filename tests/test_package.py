@@ -1,0 +1,56 @@
+"""Packaging promises: one version, a light import, and the command line."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import greenworks
+from greenworks import _version
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OPTIONAL = ("redis", "croniter", "pytest", "hypothesis", "mock", "gunicorn")
+
+
+class TestPackage:
+    def test_version_has_one_source(self):
+        """greenworks.__version__ comes from _version.py, which setup.py reads too."""
+        assert greenworks.__version__ == _version.__version__
+        with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as f:
+            assert "_version.py" in f.read()
+        assert re.match(r"^\d+\.\d+\.\d+", greenworks.__version__)
+
+    def test_import_needs_only_install_requirements(self):
+        """Importing greenworks and its interfaces loads none of the optional packages."""
+        code = (
+            "import json, sys; import greenworks, greenworks.interfaces; "
+            "print(json.dumps(sorted(m for m in %r if m in sys.modules)))" % (OPTIONAL,)
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert json.loads(out.stdout) == []
+
+    def test_changelog_has_the_unreleased_heading(self):
+        """CHANGES.rst carries the heading of the version under development."""
+        with open(os.path.join(ROOT, "CHANGES.rst"), encoding="utf-8") as f:
+            assert "0.1.0 (unreleased)" in f.read()
+
+    def test_readme_opens_with_the_two_commands(self):
+        """README.rst starts with `make demo` then `make test`, before any other command."""
+        with open(os.path.join(ROOT, "README.rst"), encoding="utf-8") as f:
+            commands = re.findall(r"^\s+(make \w+)", f.read(), flags=re.M)
+        assert commands[:2] == ["make demo", "make test"]
+
+
+class TestCommandLine:
+    def test_help_lists_the_commands(self):
+        """`python -m greenworks --help` names the run and demo commands."""
+        out = subprocess.run(
+            [sys.executable, "-m", "greenworks", "--help"], capture_output=True, text=True, check=True
+        )
+        assert "run" in out.stdout and "demo" in out.stdout
+
+    def test_unknown_command_exits_non_zero(self):
+        """An unknown command is refused with a usage message."""
+        proc = subprocess.run([sys.executable, "-m", "greenworks", "bogus"], capture_output=True, text=True)
+        assert proc.returncode != 0 and "invalid choice" in proc.stderr
