@@ -26,6 +26,7 @@ __all__ = [
     "IRestartableTask",
     "IRunOnce",
     "IRunner",
+    "IStatusSource",
     "ITask",
     "ITaskManager",
     "ITaskStack",
@@ -167,51 +168,88 @@ class IWorker(Interface):
 class IRunner(Interface):
     """Keeps exactly one worker greenlet running per unique desired task.
 
-    States: *open* -> (``stop()``) -> *closed*. While open, ``apply_tasks``
-    reconciles; once closed it raises `RunnerClosedError`.
+    Runner states: *open* -> (``stop()``) -> *closed*. While open,
+    ``apply_tasks`` reconciles; once closed it raises `RunnerClosedError`.
+
+    Worker states (`greenworks.runner.WorkerState`): *starting* -> *running*
+    -> *stopping* (context cancelled, ``run`` not returned yet) -> *exited*
+    (``run`` returned), *failed* (``new_worker`` or ``run`` raised) or
+    *killed* (``GreenletExit``, e.g. after ``stop_timeout``). A worker of a
+    task that was re-added while its previous worker is still *stopping*
+    stays *starting* until that one ended: one task never runs twice at once.
     """
+
+    name = Attribute("str, read-only: the runner's name (greenlet names, logs, snapshot()).")
+    closed = Attribute("bool, read-only: True once ``stop()`` was called.")
 
     def apply_tasks(tasks, ctx=None, timeout=None):
         """Make the set of running workers match *tasks*.
 
-        Starts a worker for each new task, cancels the workers of tasks no
-        longer listed and blocks until they exited. Concurrent calls are
-        serialised.
+        Starts a worker for each new task (``new_worker(task)`` is called
+        synchronously, once per new task), cancels the workers of tasks no
+        longer listed and blocks until they exited. Tasks already tracked keep
+        their worker and their original task object. Concurrent calls are
+        serialised. Costs one ``hash()`` and at most one ``==`` per listed
+        task, plus work proportional to the change.
 
         :param tasks: iterable of hashable `ITask` values; equal ones collapse
             to the first.
-        :param ctx: if it is done (or *timeout* passes) the reconciliation is
-            still completed, but the call returns at once by raising.
-        :raises RunnerClosedError: after ``stop()``.
-        :raises Canceled: *ctx* was cancelled before stale workers exited.
+        :param ctx: an `IContext` or None. If it is done (or *timeout* passes)
+            the reconciliation is still completed, but the call stops waiting
+            for stale workers and raises. If *ctx* is done when the call
+            returns, its error is raised (Go returns ``ctx.Err()``).
+        :param float timeout: the most seconds to wait for stale workers.
+        :raises RunnerClosedError: after ``stop()``; nothing is started.
+        :raises Canceled: *ctx* was cancelled.
         :raises DeadlineExceeded: *ctx*'s deadline or *timeout* passed first.
+        :raises InvalidArgument: a task is unhashable or an argument is bad.
         """
 
     def tasks():
-        """Return the tracked tasks (including ones whose worker already exited)."""
+        """Return the desired tasks (including ones whose worker already exited). Never blocks."""
 
     def workers():
-        """Return the tracked workers, in the same order as ``tasks()``."""
+        """Return the tracked workers, in the same order as ``tasks()``. Never blocks."""
 
     def status():
-        """Return a snapshot per tracked task: task, state, started_at, exited_at, error."""
+        """Return a snapshot per tracked worker: task, worker, state, started_at, exited_at, error.
+
+        Desired tasks first (``tasks()`` order), then workers still exiting.
+        Never blocks.
+        """
+
+    def snapshot():
+        """Return the state as JSON-serialisable plain data (``{"component": "runner", ...}``)."""
 
     def stop():
-        """Cancel every worker and block until each ``run`` returned. Idempotent."""
+        """Cancel every worker and block until each greenlet ended. Idempotent.
+
+        Workers ignoring cancellation for ``stop_timeout`` are killed.
+        """
 
 
 # -- seed 001: Dispatcher -----------------------------------------------------
 
 
 class IDispatchTask(Interface):
-    """A unit of work for a `IDispatcher` (any zero-argument callable also works)."""
+    """A unit of work for a `IDispatcher` (any zero-argument callable also works).
+
+    An object with a callable ``execute`` is run through it, even if the
+    object itself is callable too.
+    """
 
     def execute():
-        """Do the work. An exception is counted and logged; it never kills the worker."""
+        """Do the work; the return value is ignored.
+
+        An exception is counted as ``failed`` and logged once; a
+        ``gevent.Timeout`` thrown by the watchdog is counted as ``timed_out``.
+        Neither kills the worker. ``GreenletExit``, ``KeyboardInterrupt`` and
+        ``SystemExit`` are never reported as task failures: they end the worker.
+        """
 
 
 class ITaskStack(Interface):
-    """A LIFO stack of dispatcher tasks."""
+    """A LIFO stack of dispatcher tasks (Go's ``TaskStack``). Nothing here blocks."""
 
     def size():
         """Return the number of tasks on the stack."""
@@ -235,103 +273,199 @@ class ITaskStack(Interface):
 class IDispatcher(Interface):
     """An elastic pool of worker greenlets fed from a bounded buffer.
 
-    States (`greenworks.dispatcher.Status`): STOPPED -> ``run()`` -> RUNNING
-    -> ``quit(drain=False)`` -> STOPPING -> STOPPED, or ``quit(drain=True)``
-    -> DRAINING -> STOPPED. ``run()`` after ``quit()`` starts again with the
-    backlog that was kept.
+    States (`greenworks.dispatcher.Status`, Go's values): STOPPED(0) ->
+    ``run()`` -> RUNNING(2) -> ``quit(drain=False)`` -> STOPPING(1) ->
+    STOPPED, or ``quit(drain=True)`` -> DRAINING(3) -> STOPPED. ``run()``
+    after ``quit()`` starts again with the backlog that was kept. Tasks may
+    be dispatched in every state; they run while RUNNING or DRAINING.
+
+    Ordering: buffered tasks start in dispatch order; overflowed tasks move
+    into the buffer as room frees (LIFO for the "stack" policy, FIFO for
+    "queue"). No task is ever run twice or dropped, except that the "reject"
+    policy does not keep a task that found the buffer full (and says so).
     """
 
     status = Attribute("Status, read-only: the current state.")
-    worker_count = Attribute("int, read-only: worker greenlets alive now.")
+    name = Attribute("str, read-only: names the greenlets (``greenworks.<name>[3]``); default 'dispatcher'.")
+    worker_count = Attribute("int, read-only: worker greenlets alive now (including ones about to leave).")
+    min_workers = Attribute("int, read-only: workers kept while running (change with ``resize``).")
+    max_workers = Attribute("int, read-only: the most workers the pool grows to (change with ``resize``).")
 
     def run():
-        """Start ``min_workers`` workers and begin executing. A no-op unless STOPPED."""
+        """Start ``min_workers`` workers and begin executing the backlog.
+
+        A no-op unless STOPPED (so calling it twice is safe). Never blocks.
+        """
 
     def dispatch(task, block=False, timeout=None):
-        """Accept *task* for execution; never blocks unless *block* is true.
+        """Accept *task* (an `IDispatchTask` or zero-argument callable) for execution.
+
+        Never blocks unless *block* is true; then it waits, up to *timeout*
+        seconds (``None``: for ever), for room in the buffer, and on timeout
+        treats the task as if the buffer were full. When a task waits and no
+        worker is idle, the pool grows (doubling, never above ``max_workers``).
 
         :return bool: True if it went into the buffer; False if the buffer was
             full (with the "stack" or "queue" overflow policy it still runs
             later; with "reject" it was not kept).
+        :raises InvalidArgument: if *task* is neither callable nor an `IDispatchTask`.
         """
 
     def submit(fn, *args, **kwargs):
-        """Dispatch ``fn(*args, **kwargs)`` and return a gevent ``AsyncResult`` of it."""
+        """Dispatch ``fn(*args, **kwargs)`` and return a gevent ``AsyncResult`` of it.
+
+        Never blocks. The AsyncResult gets the value, or the exception the
+        call raised (a watchdog ``gevent.Timeout`` included).
+        """
 
     def quit(drain=False):
-        """Stop the workers; with *drain* run every buffered task first. Blocks."""
+        """Stop every worker. Blocks until they have ended.
+
+        ``drain=False``: in-flight tasks finish; the backlog (and anything
+        dispatched meanwhile) is kept for the next ``run()``.
+        ``drain=True``: every buffered and overflowed task runs first,
+        including ones dispatched while draining. A no-op when STOPPED; a
+        call while another is in progress waits for it (``drain=False``
+        during a drain stops draining). Idempotent.
+        """
 
     def resize(min_workers=None, max_workers=None):
-        """Change the pool's bounds; the pool moves into them."""
+        """Change the pool's bounds (clamped as at construction); a running pool moves into them.
+
+        Never blocks: busy workers above a lowered maximum leave after their task.
+
+        :raises InvalidArgument: if a bound is not an int.
+        """
 
     def stats():
-        """Return counters and gauges as a dict (workers, busy, idle, buffered, ...)."""
+        """Return a dict of ints: workers, busy, idle, buffered, overflowed,
+        dispatched, executed, failed, timed_out, rejected, scale_ups, scale_downs.
+        Never blocks."""
+
+    def snapshot():
+        """Return a JSON-serialisable dict: ``component`` ("dispatcher"),
+        ``name``, ``status`` (the Status name), the ``stats()`` keys,
+        ``min_workers``, ``max_workers`` and ``max_buffered``. Never blocks."""
 
 
 # -- seed 002: TaskManager ----------------------------------------------------
 
 
 class IManagedTask(Interface):
-    """A named unit of work for a `ITaskManager`."""
+    """A named unit of work for a `ITaskManager`.
+
+    The manager treats tasks structurally, like Go's interfaces: an object
+    with callable ``name`` and ``execute`` is a task, one that also has
+    ``restart`` is restartable, one with ``progress``/``description``
+    reports progress, whether or not it declares these interfaces.
+    """
 
     def name():
-        """Return the task's unique name (a str)."""
+        """Return the task's unique name (a str); called once, by ``go``."""
 
     def execute(ctx):
         """Do the work; return on success, raise on failure.
 
-        :param IContext ctx: the manager's context, cancelled by ``stop()``.
+        Runs on a worker greenlet. An exception (including a ``gevent.Timeout``
+        that escapes) is the task's error, Go's "Panic": it is logged, the
+        restart rules apply, and the worker keeps working. ``GreenletExit``,
+        ``KeyboardInterrupt`` and ``SystemExit`` are never treated as task
+        errors.
+
+        :param IContext ctx: the manager's context, shared by every task and
+            cancelled by ``stop()``; honour it to stop promptly.
         """
 
 
 class IRestartableTask(IManagedTask):
-    """A managed task that may be restarted after it failed."""
+    """A managed task that may be restarted after it failed (OTP-style supervision)."""
 
     def restart(ctx, error):
         """Decide whether to run again after *error*. Runs on the worker greenlet.
 
-        :return bool: True to queue the task again.
+        Not called when *error* is a `Canceled` (cancelled work is never
+        restarted) or once the manager is stopping; a `DeadlineExceeded` is
+        eligible. An exception from ``restart`` is logged and means False.
+
+        :param IContext ctx: the manager's context.
+        :param error: the exception the last run raised.
+        :return bool: True to queue the task again (after the manager's
+            ``restart_backoff``, unless ``max_restarts`` is reached).
         """
 
 
 class ITaskWithProgress(IManagedTask):
-    """A managed task that reports its progress."""
+    """A managed task that reports its progress, read live by ``task_status()``."""
 
     def progress():
-        """Return progress as a float (conventionally 0..100); an exception reads as 0."""
+        """Return progress as a float (conventionally 0..100); an exception reads as 0.
+
+        Called on the greenlet asking for the status; must not block.
+        """
 
     def description():
-        """Return a short human description; an exception reads as ""."""
+        """Return a short human description; an exception reads as "". Must not block."""
 
 
 class ITaskManager(Interface):
     """Named unique tasks on an elastic pool of workers, with supervision.
 
-    Task states: *not assigned* (queued) -> *running* -> removed on success or
-    final failure, or -> *restarted* -> *not assigned* again.
-    Manager states: *running* -> (``stop()``) -> *stopped*.
+    Task states: *not assigned* (queued, worker 0) -> *running* (on a
+    worker) -> removed on success or final failure; or, after a failure whose
+    ``restart`` returned True, -> *restarted* (waiting out the restart
+    backoff) -> *not assigned* again. A task given up after ``max_restarts``
+    moves to ``failed_tasks()``. A name is taken from ``go`` until the task
+    is removed.
+
+    Manager states: *running* -> (``stop()``) -> *stopped*. Workers: ids
+    from 1, never reused; ``min_count`` always alive while running, at most
+    ``max_count``; idle ones show as ``WorkerInfo("idle", "waiting")``.
     """
 
-    def go(task):
-        """Queue *task*; return a gevent ``Event`` set once a worker picked it up.
+    name = Attribute("str, read-only: names the worker greenlets and the snapshot; default 'taskmanager'.")
+    stopped = Attribute("bool, read-only: True once ``stop()`` was called.")
 
-        :raises TaskAlreadyExistsError: a task with that name is pending or running.
-        :raises ManagerStoppedError: after ``stop()``.
+    def go(task):
+        """Queue *task* (FIFO); return a gevent ``Event`` set once a worker picked it up.
+
+        Never blocks. The event is a `greenworks.taskmanager.Scheduled`; it is
+        also set if ``stop()`` drops the task before any worker took it, with
+        ``assigned`` False.
+
+        :raises TaskAlreadyExistsError: a task with that name is pending,
+            running or waiting to restart.
+        :raises ManagerStoppedError: after ``stop()``; nothing is recorded.
+        :raises InvalidArgument: *task* is not an `IManagedTask`.
         """
 
     def go_func(key, fn):
         """Queue ``fn(ctx)`` as a task named *key*; same contract as ``go``."""
 
     def status():
-        """Return ``{worker_id: WorkerInfo}`` for every live worker."""
+        """Return ``{worker_id: WorkerInfo}`` for every live worker. Never blocks."""
 
     def task_status():
-        """Return ``{name: TaskStatus}`` for every pending or running task."""
+        """Return ``{name: TaskStatus}`` for every pending, running or restarting task.
+
+        Progress and description are read live. Never blocks.
+        """
+
+    def failed_tasks():
+        """Return ``{name: FailedTask}`` for tasks given up after too many restarts."""
+
+    def snapshot():
+        """Return workers, tasks and failed tasks as a JSON-serialisable dict."""
 
     def stop(timeout=None):
-        """Cancel every running task, wait for the workers to exit.
+        """Cancel every running task and block until the workers exited. Idempotent.
 
-        :raises StopTimeoutError: if workers outlive *timeout*.
+        Tasks not yet picked up are dropped (their events set, ``assigned``
+        False). Workers that outlive *timeout* (on the manager's clock) are
+        killed before the error is raised; afterwards ``status()`` is empty
+        and no greenlet is left.
+
+        :raises StopTimeoutError: "failed to stop taskmanager" if workers
+            outlived *timeout*.
         """
 
 
@@ -339,111 +473,220 @@ class ITaskManager(Interface):
 
 
 class IJob(Interface):
-    """A periodic job for a `IJobRunner` (the seed's ``JobInterface``)."""
+    """A periodic job for a `IJobRunner` (the seed's ``JobInterface``).
+
+    `greenworks.jobs.Job` (or ``job(id, fn, schedule)``) builds one from a
+    function and a schedule such as ``Every(minutes=5)`` or ``Cron("0 8 * * *")``.
+    """
 
     def get_id():
-        """Return the job's id (a str), used for dedupe and results."""
+        """Return the job's id (a str): the dedupe key, the result key, the claim key.
+
+        An exception is logged and reported in the tick's Result; the job is not run.
+        """
 
     def is_run(now):
-        """Return whether the job is due at *now* (an aware datetime, cut to the minute)."""
+        """Return whether the job is due at *now*. Called on the tick greenlet; must not block long.
+
+        :param datetime now: the tick time, aware, in the runner's ``timezone``;
+            second 0 of the minute when ``tick`` is a whole number of minutes.
+        An exception is logged and reported as the job's error; the job is not run.
+        """
 
     def run():
-        """Do the work and return a value; an exception becomes a `PanicError`."""
+        """Do the work on the job's own greenlet and return a value.
+
+        Raising reports a `PanicError` (``recovered`` is the exception);
+        returning an exception instance reports that exception as the error
+        (Go's ``return nil, err``). Not cancelled by ``stop()``.
+        """
 
 
 class IJobRunner(Interface):
     """Runs the due jobs on each wall-clock tick, under a global concurrency limit.
 
-    States: *running* -> ``stop()`` -> *stopped* (no new ticks, no new batches)
-    -> ``wait()`` -> *finished* (in-flight batches done, results closed).
+    States: *running* (from construction) -> ``stop()`` -> *stopped* (no new
+    ticks, no new batches, jobs waiting for a slot get ``ErrShuttingDown``,
+    running jobs carry on) -> ``wait()`` -> *finished* (every batch done,
+    ``results`` closed, no greenlet left). ``wait()`` implies ``stop()``.
     """
 
-    def push(batch):
-        """Queue a batch of jobs for the next tick; blocks while the FIFO is full.
+    name = Attribute("str, read-only: the runner's name (greenlet names, logs, snapshot); default 'jobs'.")
+    tick = Attribute("float, read-only: seconds between ticks; boundaries are multiples of it; default 60.")
+    limit = Attribute("int, read-only: jobs running at once across all batches; default 50.")
+    results = Attribute(
+        "Iterable stream of Results, read-only: keeps the newest ``results_buffer``, drops the oldest; "
+        "iteration ends once ``wait()`` closed it and it is drained."
+    )
+    is_leader = Attribute("bool, read-only: whether it led its last tick (always True without a lock).")
 
-        :return bool: False after ``stop()``.
+    def push(batch, timeout=None):
+        """Queue a batch of jobs for the next tick; one batch is taken per tick, first in first out.
+
+        Blocks while ``batch_buffer`` batches wait, up to *timeout* seconds.
+        Never blocks after ``stop()``.
+
+        :return bool: False after ``stop()`` or on timeout (the batch was not kept).
+        :raises InvalidArgument: if *batch* is not an iterable of `IJob`.
         """
 
     def push_and_await(batch):
-        """Run a batch now, bypassing the tick; return an ``AsyncResult`` of its Result."""
+        """Run a batch now, bypassing the tick and the FIFO; return an ``AsyncResult`` of its Result.
+
+        ``is_run`` is asked once, in the caller's greenlet. Never blocks.
+        After ``stop()`` the AsyncResult holds a ``ShuttingDownError``.
+        """
 
     def set_jobs(jobs):
-        """Replace the standing set of jobs evaluated on every tick."""
+        """Replace the standing set of jobs evaluated on every tick. Never blocks."""
 
     def stats():
-        """Return a `Stats` snapshot."""
+        """Return a `Stats` snapshot (a new object). Never blocks."""
 
     def in_flight_ids():
-        """Return the ids of jobs in flight (only tracked with dedupe)."""
+        """Return the sorted ids running or waiting for a slot (tracked only with dedupe, else [])."""
+
+    def snapshot():
+        """Return a JSON-serialisable dict: component, name, tick, last_tick, next_tick, is_leader,
+        stats, jobs (the standing set's ids)."""
 
     def stop():
-        """End the tick and ingest greenlets; jobs waiting for a slot are not started. Idempotent."""
+        """End the tick and ingest greenlets; jobs waiting for a slot are not started.
 
-    def wait():
-        """Block until in-flight batches finished, then close the results stream."""
+        Queued batches are discarded (counted), a held leader lease released.
+        Blocks until the lifecycle greenlets ended. Idempotent.
+        """
 
-    def stop_and_wait():
-        """``stop()`` then ``wait()``."""
+    def wait(timeout=None):
+        """``stop()``, block until in-flight batches finished, then close ``results``.
+
+        :return bool: False if *timeout* passed first (results stay open).
+        """
+
+    def stop_and_wait(timeout=None):
+        """``stop()`` then ``wait(timeout)``; afterwards no greenlet of the runner is alive."""
 
 
 # -- seed 004: runutil --------------------------------------------------------
 
 
 class IBackoff(Interface):
-    """A pure strategy for the wait between attempts."""
+    """A pure strategy for the wait between attempts (runutil's ``Backoff``).
+
+    Stateless and immutable: one instance may serve any number of greenlets.
+    It never sleeps; callers wait with ``greenworks.runutil.wait``.
+    """
 
     def duration(attempt):
-        """Return the seconds to wait before *attempt* (attempt 0 is always 0).
+        """Return the seconds to wait before *attempt*, a float ``>= 0``; never blocks.
 
-        :raises ValueError: for a negative attempt.
+        :param int attempt: failures so far; attempt 0 (the first try) always gives 0.
+        :raises ValueError: for a negative or non-int attempt (an `InvalidArgument`).
         """
 
 
 class IRunOnce(Interface):
-    """A job that runs to completion once (runutil's ``Job``)."""
+    """A job that runs to completion once (runutil's ``Job``).
+
+    Any callable ``f(ctx)`` is accepted wherever an `IRunOnce` is.
+    """
 
     def run_once(ctx):
-        """Do the work once; raise on failure."""
+        """Do the work once; return on success (the value is passed on), raise on failure.
+
+        May block. Should return or raise soon after *ctx* is done; raising
+        *ctx*'s own `Canceled`/`DeadlineExceeded` then counts as stopping,
+        not failing, for ``repeat`` and ``retry_job``.
+
+        :param IContext ctx: cancelled when the work is no longer wanted.
+        """
 
 
 class IWorkerConfigurer(Interface):
-    """An object that describes its own workers (runutil's ``WorkerConfiger``)."""
+    """An object that describes its own workers (runutil's ``WorkerConfiger``).
+
+    Provided to a registry with ``greenworks.runutil.provide_worker``; its
+    workers run under ``run_provided_workers`` as the subsystem
+    ``/<module>/<Class>`` of the configurer.
+    """
 
     def workers():
-        """Return a list of `IWorker` (``None`` entries are skipped)."""
+        """Return a list of `IWorker` or callables ``f(ctx)`` (``None`` entries are skipped).
+
+        Called once per ``run_provided_workers``; must not block.
+        """
+
+
+# -- status -----------------------------------------------------------------
+
+
+class IStatusSource(Interface):
+    """A component that `greenworks.status` can show (Runner, Dispatcher, TaskManager, JobRunner)."""
+
+    def snapshot():
+        """Return the component's state now as a dict of plain JSON types.
+
+        The ``"component"`` key says what it is (``"runner"``, ``"dispatcher"``,
+        ``"taskmanager"``, ``"jobs"``) and ``"name"`` which one. Never blocks;
+        safe to call from any greenlet at any time, before ``run()`` and after
+        ``stop()`` too.
+        """
 
 
 # -- coordination -------------------------------------------------------------
 
 
 class ILeaderLock(Interface):
-    """A lease that at most one process holds at a time.
+    """A lease that at most one process holds at a time (`greenworks.coordination`).
 
-    States: *free* -> ``acquire()`` -> *held* -> ``release()`` or the lease
-    expiring (ttl without ``renew()``) or the holder dying -> *free*.
-    No method blocks the hub for longer than one round trip to the backend.
+    States: *free* -> ``acquire()`` -> *held* -> ``release()``, the lease
+    expiring (ttl without ``renew()``), or the holder dying -> *free*.
+    Each instance is one contender with its own ``holder`` id; a process
+    forked from a holder is a new contender and never inherits the lease.
+
+    Failure contract: a backend error (file system, network, Redis down)
+    never raises out of ``acquire``, ``renew``, ``release`` or ``claim``;
+    it is logged and read as the safe answer: not held, not claimed. Bad
+    arguments raise `InvalidArgument`. No method blocks the hub for longer
+    than one round trip to the backend; all may switch greenlets.
     """
 
-    is_held = Attribute("bool, read-only: whether this instance holds the lease now.")
-    holder = Attribute("str, read-only: this instance's id, e.g. 'host:pid:nonce'.")
+    is_held = Attribute(
+        "bool, read-only: whether this instance holds the lease now (False once its ttl passed"
+        " without a confirmed renewal)."
+    )
+    holder = Attribute("str, read-only: this instance's id, 'host:pid:nonce'; new after fork.")
 
-    def acquire(ttl):
+    def acquire(ttl=None):
         """Try once to take the lease for *ttl* seconds; never waits for it.
 
+        Called by the holder, it extends the lease instead (like ``renew``).
+
+        :param float ttl: seconds (> 0); ``None``: the lock's default. A
+            lease the OS ties to the holder's life (``FileLock``) ignores it.
         :return bool: True if this instance holds the lease afterwards.
+        :raises InvalidArgument: *ttl* is not a number > 0 nor None.
         """
 
     def renew():
-        """Extend a held lease by its ttl.
+        """Extend a held lease by its ttl; never extends another holder's lease.
 
-        :return bool: False if the lease was lost (expired or taken over).
+        :return bool: False if the lease was lost (expired, taken over, or
+            unconfirmable because of an error); the instance is then *free*
+            and may ``acquire`` again.
         """
 
     def release():
-        """Give the lease up if held; never deletes another holder's lease."""
+        """Give the lease up if held; never deletes another holder's lease. Idempotent."""
 
     def claim(key, ttl):
         """Take a one-off claim on *key* (e.g. ``job-id@tick``) for *ttl* seconds.
 
+        Independent of the lease: `JobRunner` claims ``"<job id>@<tick>"``
+        before running a job, so a job runs at most once per tick even while
+        leadership moves. Claims are shared by every instance using the same
+        backend and name.
+
         :return bool: True for exactly one caller per key while the claim lives.
+        :raises InvalidArgument: *ttl* is not a number > 0, or *key* not a str.
         """
