@@ -1,0 +1,173 @@
+"""
+Shared pieces of :mod:`greenworks.runutil`: adapters from plain callables,
+argument checks, and named workers (subsystems). Import them from
+:mod:`greenworks.runutil`; this module is private.
+"""
+import logging
+
+from zope.interface import implementer
+
+from greenworks._subsystem import enter
+from greenworks.exceptions import ContextError, invalid_argument
+from greenworks.interfaces import IContext, IRunOnce, IWorker
+
+# Logged under the public module name, which is what users configure.
+logger = logging.getLogger("greenworks.runutil")
+
+
+# -- adapting plain callables -------------------------------------------------
+
+
+@implementer(IWorker)
+class WorkerFunc:
+    """Default implementation of `IWorker` over a callable ``fn(ctx)`` (Go's ``WorkerFunc``)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        if not callable(fn):
+            raise invalid_argument("fn", fn, "a callable f(ctx)")
+        self.fn = fn
+
+    def run(self, ctx):
+        return self.fn(ctx)
+
+    def __repr__(self):
+        return "WorkerFunc(%r)" % (self.fn,)
+
+
+@implementer(IRunOnce)
+class JobFunc:
+    """Default implementation of `IRunOnce` over a callable ``fn(ctx)`` (Go's ``JobFunc``)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        if not callable(fn):
+            raise invalid_argument("fn", fn, "a callable f(ctx)")
+        self.fn = fn
+
+    def run_once(self, ctx):
+        return self.fn(ctx)
+
+    def __repr__(self):
+        return "JobFunc(%r)" % (self.fn,)
+
+
+def worker_func(fn):
+    """Return *fn* (a callable ``fn(ctx)``) as an `IWorker`."""
+    return WorkerFunc(fn)
+
+
+def job_func(fn):
+    """Return *fn* (a callable ``fn(ctx)``) as an `IRunOnce`."""
+    return JobFunc(fn)
+
+
+def _worker_call(worker, argument="worker"):
+    """Return the callable that runs *worker*: ``worker.run`` or *worker* itself."""
+    if IWorker.providedBy(worker):
+        return worker.run
+    if callable(worker):
+        return worker
+    run = getattr(worker, "run", None)
+    if callable(run):
+        return run
+    raise invalid_argument(argument, worker, "an IWorker or a callable f(ctx)")
+
+
+def _job_call(job, argument="job"):
+    """Return the callable that runs *job*: ``job.run_once`` or *job* itself."""
+    if IRunOnce.providedBy(job):
+        return job.run_once
+    if callable(job):
+        return job
+    run_once = getattr(job, "run_once", None)
+    if callable(run_once):
+        return run_once
+    raise invalid_argument(argument, job, "an IRunOnce or a callable f(ctx)")
+
+
+def _check_ctx(ctx):
+    if not IContext.providedBy(ctx):
+        raise invalid_argument("ctx", ctx, "a greenworks Context")
+
+
+def _check_backoff(backoff):
+    if not callable(getattr(backoff, "duration", None)):
+        raise invalid_argument("backoff", backoff, "an IBackoff (an object with duration(attempt))")
+    return backoff
+
+
+def _stopped_by(exc, ctx):
+    """Whether *exc* is the graceful "my context is done" exit rather than a failure."""
+    return isinstance(exc, ContextError) and ctx.err is not None
+
+
+def _describe(worker):
+    name = getattr(worker, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    return getattr(worker, "__name__", None) or type(worker).__name__
+
+
+# -- naming -------------------------------------------------------------------
+
+
+@implementer(IWorker)
+class NamedWorker:
+    """Default implementation of `IWorker` that runs a worker as a named subsystem.
+
+    Build it with :func:`named_worker`. Each ``run(ctx)`` enters a new
+    subsystem *name* below the caller's (so the path reads
+    ``/workers/CommitFetcher/Commits``) with a fresh trace id, visible to
+    :func:`current_trace`, :func:`current_subsystem` and
+    :class:`SubsystemFilter` from the worker's greenlet and any greenlet it
+    spawns, and leaves it when the worker exits.
+    """
+
+    __slots__ = ("_name", "_worker", "_run_worker")
+
+    def __init__(self, name, worker):
+        if not isinstance(name, str):
+            raise invalid_argument("name", name, "a str")
+        self._name = name
+        self._run_worker = _worker_call(worker)
+        self._worker = worker
+
+    @property
+    def name(self):
+        """The subsystem name, used verbatim (str, read-only)."""
+        return self._name
+
+    def run(self, ctx):
+        with enter(self._name) as trace:
+            logger.debug("subsystem %s started, trace id %s", trace.subsystem, trace.trace_id)
+            return self._run_worker(ctx)
+
+    def __repr__(self):
+        return "NamedWorker(%r, %r)" % (self._name, self._worker)
+
+
+def named_worker(name, worker):
+    """Return *worker* running as subsystem *name*; see :class:`NamedWorker`.
+
+    The name is used verbatim (no ``%`` formatting, unlike seed v8.2-8.7).
+    """
+    return NamedWorker(name, worker)
+
+
+def type_name(obj):
+    """Return ``"<module>/<Class>"`` for *obj*'s type (or for *obj* itself if it is a class).
+
+    The Python spelling of Go's ``%T`` with ``*`` trimmed and the first ``.``
+    turned into ``/``: ``myapp.workers.CommitFetcher`` gives
+    ``"myapp.workers/CommitFetcher"``.
+    """
+    cls = obj if isinstance(obj, type) else type(obj)
+    return "%s/%s" % (cls.__module__, cls.__qualname__)
+
+
+def named_worker_from_type(obj, worker):
+    """Return *worker* running as the subsystem named after *obj*'s type (see :func:`type_name`)."""
+    return NamedWorker(type_name(obj), worker)

@@ -1,0 +1,208 @@
+"""
+Pure delay strategies: how long to wait before the next attempt.
+
+A backoff is a stateless object with one method, ``duration(attempt)``,
+returning float seconds; attempt 0 (the first try) always waits 0. Nothing
+here sleeps or reads the time: :func:`greenworks.runutil.wait` does the
+waiting, cancellably, on a context's clock::
+
+    backoff = ExponentialBackoff(1.0, 60.0, jitter_proportion=0.5)
+    attempt = 0
+    while True:
+        wait(ctx, backoff.duration(attempt))
+        ...
+
+Both classes are immutable, so one instance can be shared by any number of
+greenlets.
+"""
+import math
+import random
+
+from zope.interface import implementer
+
+from greenworks.exceptions import invalid_argument
+from greenworks.interfaces import IBackoff
+
+__all__ = ["ExponentialBackoff", "StaticBackoff"]
+
+# 2.0 ** 1024 overflows a float; beyond this exponent every sensible cap has
+# long been reached, so the exponent is clamped instead of computing infinity
+# (which Go turns into NaN when multiplied by a zero jitter share).
+_MAX_EXPONENT = 1023
+
+
+def _check_seconds(name, value, expected):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise invalid_argument(name, value, expected)
+    return float(value)
+
+
+def _check_attempt(attempt):
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+        raise invalid_argument("attempt", attempt, "an int >= 0")
+    return attempt
+
+
+@implementer(IBackoff)
+class StaticBackoff:
+    """Default implementation of `IBackoff` that always waits the same time.
+
+    ``duration(0)`` is 0 and every later attempt waits *sleep* seconds
+    (the seed's ``StaticBackoff{Sleep}``).
+
+    :param float sleep: seconds to wait before each retry, ``>= 0``.
+    :raises InvalidArgument: if *sleep* is negative or not a finite number.
+    """
+
+    __slots__ = ("_sleep",)
+
+    def __init__(self, sleep):
+        self._sleep = _check_seconds("sleep", sleep, "a finite number of seconds >= 0")
+        if self._sleep < 0:
+            raise invalid_argument("sleep", sleep, "a finite number of seconds >= 0")
+
+    @property
+    def sleep(self):
+        """The wait before every attempt but the first (float seconds, read-only)."""
+        return self._sleep
+
+    def duration(self, attempt):
+        """Return 0.0 for attempt 0, otherwise ``sleep``.
+
+        :raises InvalidArgument: for a negative or non-int *attempt* (Go
+            returned ``Sleep`` for those; a negative attempt is a caller bug).
+        """
+        if _check_attempt(attempt) == 0:
+            return 0.0
+        return self._sleep
+
+    def __eq__(self, other):
+        if not isinstance(other, StaticBackoff):
+            return NotImplemented
+        return self._sleep == other._sleep
+
+    def __hash__(self):
+        return hash((StaticBackoff, self._sleep))
+
+    def __repr__(self):
+        return "StaticBackoff(%r)" % (self._sleep,)
+
+
+@implementer(IBackoff)
+class ExponentialBackoff:
+    """Default implementation of `IBackoff` that doubles the wait each attempt.
+
+    The seed's formula, exactly: for attempt ``a >= 1`` with ``J`` the
+    jitter proportion and ``U`` uniform in ``[0, 1)``::
+
+        grow  = 2 ** (a - 1)
+        total = min(grow * (1 - J) + grow * J * U,  max / initial)
+        wait  = initial * total          (exactly ``max`` once capped)
+
+    So a wait lies in ``[initial * 2**(a-1) * (1-J), initial * 2**(a-1))``
+    and is capped at exactly *max*. The cap is applied before multiplying by
+    *initial*, so any attempt, however large, gives a finite wait and never
+    an ``OverflowError``. Note what this means for jitter: once the
+    un-jittered part ``grow * (1 - J)`` reaches the cap, every caller waits
+    exactly *max*, all in step. Pass ``jitter_at_cap=True`` to cap ``grow``
+    itself at ``max / initial`` instead, so capped waits keep their jitter
+    and lie in ``[max * (1-J), max]``.
+
+    :param float initial: the wait before attempt 1, ``> 0`` seconds.
+    :param float max: the longest wait, ``>= initial`` seconds.
+    :param float jitter_proportion: the share ``J`` of each wait that is
+        random, in ``[0, 1]``; 0 (the default) gives exact doubling.
+    :keyword bool jitter_at_cap: keep the jitter once the cap is reached
+        (default False: the seed's behaviour).
+    :keyword rng: an object with a ``random()`` method returning a float in
+        ``[0, 1)``, e.g. ``random.Random(42)`` for repeatable tests; default
+        the :mod:`random` module.
+    :raises InvalidArgument: for ``initial <= 0``, ``max < initial``, a
+        jitter proportion outside ``[0, 1]``, a non-finite number or an
+        *rng* without ``random()``. (Go silently produced NaN or negative
+        waits for these.)
+    """
+
+    __slots__ = ("_initial", "_max", "_jitter", "_cap", "_jitter_at_cap", "_random")
+
+    def __init__(self, initial, max, jitter_proportion=0.0, *, jitter_at_cap=False, rng=None):
+        self._initial = _check_seconds("initial", initial, "a finite number of seconds > 0")
+        if self._initial <= 0:
+            raise invalid_argument("initial", initial, "a finite number of seconds > 0")
+        self._max = _check_seconds("max", max, "a finite number of seconds >= initial (%r)" % initial)
+        if self._max < self._initial:
+            raise invalid_argument("max", max, "a finite number of seconds >= initial (%r)" % initial)
+        self._jitter = _check_seconds("jitter_proportion", jitter_proportion, "a number in [0, 1]")
+        if not 0.0 <= self._jitter <= 1.0:
+            raise invalid_argument("jitter_proportion", jitter_proportion, "a number in [0, 1]")
+        if rng is None:
+            rng = random
+        if not callable(getattr(rng, "random", None)):
+            raise invalid_argument("rng", rng, "an object with a random() method, e.g. random.Random()")
+        self._random = rng.random
+        self._jitter_at_cap = bool(jitter_at_cap)
+        self._cap = self._max / self._initial
+
+    @property
+    def initial(self):
+        """The wait before attempt 1 (float seconds, read-only)."""
+        return self._initial
+
+    @property
+    def max(self):
+        """The longest wait (float seconds, read-only)."""
+        return self._max
+
+    @property
+    def jitter_proportion(self):
+        """The random share of each wait, in ``[0, 1]`` (float, read-only)."""
+        return self._jitter
+
+    @property
+    def jitter_at_cap(self):
+        """Whether capped waits keep their jitter (bool, read-only)."""
+        return self._jitter_at_cap
+
+    def duration(self, attempt):
+        """Return the seconds to wait before *attempt*; see the class docstring.
+
+        Never blocks; safe to call from any greenlet.
+
+        :raises InvalidArgument: for a negative or non-int *attempt*.
+        """
+        if _check_attempt(attempt) == 0:
+            return 0.0
+        jitter = self._jitter
+        cap = self._cap
+        grow = math.ldexp(1.0, min(attempt - 1, _MAX_EXPONENT))
+        if self._jitter_at_cap and grow > cap:
+            grow = cap
+        floor = grow * (1.0 - jitter)
+        if floor >= cap:
+            return self._max
+        total = floor + grow * jitter * self._random() if jitter else floor
+        if total >= cap:
+            return self._max
+        # initial * total can round one ulp past max even when total < cap.
+        return min(self._initial * total, self._max)
+
+    def __eq__(self, other):
+        if not isinstance(other, ExponentialBackoff):
+            return NotImplemented
+        return (self._initial, self._max, self._jitter, self._jitter_at_cap) == (
+            other._initial,
+            other._max,
+            other._jitter,
+            other._jitter_at_cap,
+        )
+
+    def __hash__(self):
+        return hash((ExponentialBackoff, self._initial, self._max, self._jitter, self._jitter_at_cap))
+
+    def __repr__(self):
+        return "ExponentialBackoff(%r, %r, jitter_proportion=%r%s)" % (
+            self._initial,
+            self._max,
+            self._jitter,
+            ", jitter_at_cap=True" if self._jitter_at_cap else "",
+        )
