@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of greenworks against raw gevent baselines (see README.md)."""

@@ -1,0 +1,237 @@
+"""
+JobRunner scenario: 1,000 standing jobs on a 0.1 s tick, real clock, lateness against the ideal grid.
+
+Lateness of a job run is the wall-clock time its ``run()`` started minus the
+tick boundary it belongs to (a multiple of ``tick`` seconds of
+``time.time()``, which is where the JobRunner's ticks fall). The boundary is
+found from the moment the job's ``is_run`` was asked: each job remembers, in
+order, the boundary of every evaluation, and its ``run()`` consumes the
+oldest one. An evaluation up to ``EARLY_SLACK`` before a boundary counts
+for that boundary (reported as negative lateness); one later than
+``tick - EARLY_SLACK`` would be booked to the next boundary, and then the
+per-tick run counts checked below would no longer add up.
+
+The ideal grid is the baseline: a bare greenlet that sleeps to each
+absolute boundary and calls the same 1,000 ``is_run``/``run`` pairs inline.
+It runs right after the JobRunner, for as long, in the same process (the two
+cannot share a window without one delaying the other's ticks): it shows what
+this machine's event loop and timers allow. The JobRunner is judged against
+the absolute targets (p99 lateness <= 5 ms; no drift, no missed tick).
+"""
+
+import collections
+import math
+import time
+
+import gevent
+import gevent.event
+from zope.interface import implementer
+
+from benchmarks._harness import Measured, percentile, scenario
+from greenworks.interfaces import IJob
+
+JOBS = "greenworks.jobs"
+
+#: An evaluation this close before a boundary belongs to that boundary.
+EARLY_SLACK = 0.005
+
+
+@implementer(IJob)
+class StandingJob:
+    """An `IJob` due on every tick that records each evaluation and when each of its runs started."""
+
+    __slots__ = ("_id", "evaluated", "offset", "pending", "runs", "tick")
+
+    def __init__(self, job_id, tick, offset=0.0):
+        self._id = job_id
+        self.tick = tick
+        self.offset = offset
+        self.evaluated = []  # boundary index of every is_run
+        self.pending = collections.deque()
+        self.runs = []  # (boundary index, start time)
+
+    def get_id(self):
+        return self._id
+
+    def is_run(self, now):
+        index = math.floor((time.time() - self.offset + EARLY_SLACK) / self.tick)
+        self.evaluated.append(index)
+        self.pending.append(index)
+        return True
+
+    def run(self):
+        started = time.time()
+        index = self.pending.popleft() if self.pending else None
+        self.runs.append((index, started))
+        return index
+
+
+def ideal_grid(jobs, tick, offset, stop):
+    """Sleep to each absolute boundary ``k * tick + offset`` and run *jobs* inline until *stop* is set."""
+    while not stop.is_set():
+        now = time.time()
+        boundary = (math.floor((now - offset) / tick) + 1) * tick + offset
+        remaining = boundary - time.time()
+        while remaining > 0:
+            gevent.sleep(remaining)
+            remaining = boundary - time.time()
+        if stop.is_set():
+            return
+        for job in jobs:
+            if job.is_run(None):
+                job.run()
+
+
+def analyse(jobs, tick, offset, first, last):
+    """Return lateness figures and per-tick counts for the boundaries ``first..last`` inclusive."""
+    per_tick = collections.defaultdict(list)
+    evaluations = collections.Counter()
+    orphan_runs = 0
+    for job in jobs:
+        for index in job.evaluated:
+            if first <= index <= last:
+                evaluations[index] += 1
+        for index, started in job.runs:
+            if index is None:
+                orphan_runs += 1
+            elif first <= index <= last:
+                per_tick[index].append(started - (index * tick + offset))
+    ticks = list(range(first, last + 1))
+    counts = [len(per_tick.get(k, ())) for k in ticks]
+    all_lateness = [x for k in ticks for x in per_tick.get(k, ())]
+    tick_start = [min(per_tick[k]) for k in ticks if per_tick.get(k)]
+    tick_end = [max(per_tick[k]) for k in ticks if per_tick.get(k)]
+    tenth = max(1, len(tick_start) // 10)
+    drift = (
+        statistics_median(tick_start[-tenth:]) - statistics_median(tick_start[:tenth])
+        if tick_start
+        else float("nan")
+    )
+    return {
+        "ticks": len(ticks),
+        "ticks_complete": sum(1 for c in counts if c == len(jobs)),
+        "ticks_missing": sum(1 for c in counts if c == 0),
+        "evaluations": sum(evaluations.values()),
+        "runs": len(all_lateness),
+        "orphan_runs": orphan_runs,
+        "job_p50": percentile(all_lateness, 50),
+        "job_p99": percentile(all_lateness, 99),
+        "job_max": max(all_lateness) if all_lateness else float("nan"),
+        "tick_start_p50": percentile(tick_start, 50),
+        "tick_start_p99": percentile(tick_start, 99),
+        "tick_end_p99": percentile(tick_end, 99),
+        "drift": drift,
+    }
+
+
+def statistics_median(values):
+    ordered = sorted(values)
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+@scenario(
+    "jobs",
+    "1,000 standing jobs, 0.1 s tick, real clock: JobRunner.set_jobs vs ideal grid",
+    requires=(JOBS,),
+    sizes={
+        "full": {"jobs": 1000, "tick": 0.1, "seconds": 30.0},
+        "quick": {"jobs": 1000, "tick": 0.1, "seconds": 1.0},
+        "tiny": {"jobs": 20, "tick": 0.1, "seconds": 0.5},
+    },
+    repeat={"full": 1, "quick": 1, "tiny": 1},
+    warmup=False,
+)
+def jobs(bench):
+    """Run the JobRunner, then the ideal grid, each for *seconds*; judge lateness and drift.
+
+    Only boundaries strictly inside each window count (the first and last
+    tick may be cut by start-up and shutdown). The work checked is that every
+    evaluation inside the window led to one run; whether every boundary got
+    its tick with all jobs (no missed tick) is a target, as is the drift.
+    """
+    p = bench.params
+    count, tick, seconds = p["jobs"], p["tick"], p["seconds"]
+    ticks = max(1, round(seconds / tick))
+    measured = {}
+
+    def window():
+        first = math.floor(time.time() / tick) + 2
+        return first, first + ticks - 1
+
+    def wait_past(last, offset):
+        end = (last + 1) * tick + offset + tick / 2.0
+        while time.time() < end:
+            gevent.sleep(min(0.5, max(0.0, end - time.time())))
+
+    def finish(name, figures):
+        # The work: every evaluation that said "due" inside the window led to
+        # exactly one run, and no run lacked an evaluation. Whether every tick
+        # happened (no missed tick, no drift) is a verdict, judged below.
+        measured[name] = figures
+        done = figures["runs"] if figures["orphan_runs"] == 0 else -1
+        return Measured(figures["job_p99"], done, figures["evaluations"], **figures)
+
+    def greenworks():
+        jobs_ = [StandingJob("job-%d" % i, tick) for i in range(count)]
+        first, last = window()
+        runner = bench.modules[JOBS].JobRunner(tick=tick)
+        try:
+            runner.set_jobs(jobs_)
+            wait_past(last, 0.0)
+        finally:
+            runner.stop_and_wait()
+        figures = analyse(jobs_, tick, 0.0, first, last)
+        figures["missed_ticks_total"] = runner.stats().missed_ticks_total
+        return finish("greenworks", figures)
+
+    def grid():
+        jobs_ = [StandingJob("grid-%d" % i, tick) for i in range(count)]
+        first, last = window()
+        stop = gevent.event.Event()
+        greenlet = gevent.spawn(ideal_grid, jobs_, tick, 0.0, stop)
+        try:
+            wait_past(last, 0.0)
+        finally:
+            stop.set()
+            greenlet.kill()
+        return finish("grid", analyse(jobs_, tick, 0.0, first, last))
+
+    variants = [("ideal grid", "baseline", grid)]
+    if bench.available:
+        variants.insert(0, ("greenworks JobRunner", "greenworks", greenworks))
+    bench.interleave(variants, label="job start lateness p99", unit="s")
+    for name, figures in measured.items():
+        bench.note(
+            "%s: %d ticks x %d jobs; job start lateness p50 %.2f ms p99 %.2f ms max %.2f ms; "
+            "tick start p99 %.2f ms; last job of tick p99 %.2f ms; drift %+.2f ms"
+            % (
+                name,
+                figures["ticks"],
+                count,
+                figures["job_p50"] * 1e3,
+                figures["job_p99"] * 1e3,
+                figures["job_max"] * 1e3,
+                figures["tick_start_p99"] * 1e3,
+                figures["tick_end_p99"] * 1e3,
+                figures["drift"] * 1e3,
+            )
+        )
+    gw = measured.get("greenworks")
+    bench.target("job start lateness p99 (ms)", gw and gw["job_p99"] * 1e3, "<=", 5.0, unit="ms")
+    bench.target(
+        "ticks run in %gs window, of %d" % (seconds, ticks),
+        gw and gw["ticks_complete"],
+        ">=",
+        ticks,
+        unit="ticks",
+        detail=gw and "%d missed_ticks_total" % gw["missed_ticks_total"],
+    )
+    bench.target(
+        "drift over %gs: last vs first tenth (ms)" % seconds,
+        gw and abs(gw["drift"]) * 1e3,
+        "<=",
+        1.0,
+        unit="ms",
+    )

@@ -1,0 +1,325 @@
+"""
+The benchmarks measure what they claim: each scenario runs at a tiny size and
+the work its variants report (counted by the tasks and workers themselves) is
+checked here against what the scenario's sizes ask for. No timing is asserted.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from zope.interface.verify import verifyClass, verifyObject
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import (  # noqa: E402
+    _harness,
+    bench_dispatcher,
+    bench_jobs,
+    bench_memory,  # noqa: F401  (registers its scenario)
+    bench_runner,
+    bench_taskmanager,
+)
+from benchmarks._harness import SCENARIOS, Measured, WorkNotDone, run_scenario  # noqa: E402
+from greenworks.interfaces import IJob, IManagedTask, IWorker  # noqa: E402
+
+RUN = os.path.join(ROOT, "benchmarks", "run.py")
+ALL = ["trivial", "submit", "wakeup", "io", "reconcile", "reapply", "memory", "taskmanager", "jobs"]
+
+
+def tiny(name):
+    """Run scenario *name* at its tiny size, quietly, and return its result."""
+    lines = []
+    result = run_scenario(name, "tiny", out=lines.append)
+    result["output"] = lines
+    return result
+
+
+def works(result, group=None):
+    """Return ``{variant: [work dict per repetition]}`` of one measurement group."""
+    measurements = result["measurements"]
+    group = group or next(iter(measurements))
+    return {name: entry["work"] for name, entry in measurements[group].items()}
+
+
+def assert_all_greenworks_ran(result):
+    assert result["skipped"] == []
+    roles = [entry["role"] for group in result["measurements"].values() for entry in group.values()]
+    assert "greenworks" in roles and "baseline" in roles
+    assert [t["verdict"] for t in result["targets"]] and all(
+        t["verdict"] in ("PASS", "MISS") for t in result["targets"]
+    )
+
+
+class TestInterfaces:
+    def test_benchmark_worker_provides_iworker(self):
+        """The Runner scenarios' worker is a real IWorker."""
+        verifyClass(IWorker, bench_runner.ParkedWorker)
+        verifyObject(IWorker, bench_runner.ParkedWorker(None, bench_runner.Tally()))
+
+    def test_benchmark_task_provides_imanagedtask(self):
+        """The TaskManager scenario's task is a real IManagedTask."""
+        verifyClass(IManagedTask, bench_taskmanager.NamedTask)
+        verifyObject(IManagedTask, bench_taskmanager.NamedTask("t", bench_taskmanager.Tally(1)))
+
+    def test_benchmark_job_provides_ijob(self):
+        """The JobRunner scenario's job is a real IJob."""
+        verifyClass(IJob, bench_jobs.StandingJob)
+        verifyObject(IJob, bench_jobs.StandingJob("j", 0.1))
+
+
+class TestHarness:
+    def test_every_scenario_of_the_issue_is_registered(self):
+        """Each row of the issue's table has a scenario."""
+        assert sorted(SCENARIOS) == sorted(ALL)
+
+    def test_variants_run_interleaved_and_warmup_is_not_kept(self):
+        """Variants run round-robin (g, b, g, b, ...) and the warm-up round is measured but dropped."""
+        calls = []
+
+        def variant(name, values):
+            def run():
+                calls.append(name)
+                return Measured(values.pop(0), 1, 1)
+
+            return run
+
+        bench = _harness.Bench(SCENARIOS["trivial"], "tiny", repeat=3, warmup=True, out=lambda line: None)
+        medians = bench.interleave(
+            [
+                ("g", "greenworks", variant("g", [100.0, 3.0, 1.0, 2.0])),
+                ("b", "baseline", variant("b", [9.0, 5, 6, 7])),
+            ],
+            label="probe",
+        )
+        assert calls == ["g", "b"] * 4
+        assert medians == {"g": 2.0, "b": 6}
+        assert bench.result["measurements"]["probe"]["g"]["samples"] == [3.0, 1.0, 2.0]
+
+    def test_a_variant_that_skips_work_fails_the_run(self):
+        """A repetition reporting less work than asked raises WorkNotDone instead of producing a figure."""
+        bench = _harness.Bench(SCENARIOS["trivial"], "tiny", repeat=1, warmup=False, out=lambda line: None)
+        with pytest.raises(WorkNotDone, match="did 9 units of work, expected 10"):
+            bench.interleave([("lazy", "greenworks", lambda: Measured(0.001, 9, 10))])
+
+    def test_a_scenario_whose_waiting_is_skipped_fails(self, monkeypatch):
+        """If the trivial scenario stopped waiting for its workers, the task counts catch it."""
+        monkeypatch.setattr(bench_dispatcher, "_drain", lambda tally, goal: None)
+        with pytest.raises(WorkNotDone):
+            tiny("trivial")
+
+    def test_targets_read_pass_miss_and_skip(self):
+        """A target passes or misses on its threshold, and reads SKIP without a greenworks figure."""
+        bench = _harness.Bench(SCENARIOS["trivial"], "tiny", out=lambda line: None)
+        assert bench.target("a", 2.0, ">=", 1.5) == "PASS"
+        assert bench.target("b", 1.0, ">=", 1.5) == "MISS"
+        assert bench.target("c", 2.0, "<=", 1.5) == "MISS"
+        assert bench.target("d", None, "<=", 1.5) == "SKIP"
+
+    def test_missing_greenworks_module_runs_baselines_and_skips_targets(self):
+        """Without its greenworks module a scenario still runs its baselines; its targets read SKIP."""
+
+        def probe(bench):
+            variants = [("raw", "baseline", lambda: Measured(1.0, 1, 1))]
+            if bench.available:
+                variants.append(("gw", "greenworks", lambda: Measured(1.0, 1, 1)))
+            medians = bench.interleave(variants)
+            bench.target("t", medians.get("gw"), ">=", 1.0)
+
+        _harness.scenario("probe", "probe", requires=("greenworks.no_such_module",), sizes={"tiny": {}})(
+            probe
+        )
+        try:
+            result = run_scenario("probe", "tiny", out=lambda line: None)
+        finally:
+            del SCENARIOS["probe"]
+        assert list(result["measurements"]["probe"]) == ["raw"]
+        assert result["targets"][0]["verdict"] == "SKIP"
+        assert "greenworks.no_such_module" in result["skipped"][0]
+
+    def test_percentile_is_nearest_rank(self):
+        """p50 and p99 use the nearest-rank definition."""
+        values = list(range(1, 101))
+        assert _harness.percentile(values, 50) == 50
+        assert _harness.percentile(values, 99) == 99
+        assert _harness.percentile([5.0], 99) == 5.0
+
+    def test_machine_line_names_cpu_cores_and_versions(self):
+        """The machine line carries the CPU model, core count and the Python, gevent and greenlet versions."""
+        import gevent
+        import greenlet
+
+        info = _harness.machine_info()
+        line = _harness.machine_line(info)
+        assert info["cpu"] in line and "%s cores" % os.cpu_count() in line
+        assert gevent.__version__ in line and greenlet.__version__ in line and info["python"] in line
+
+
+class TestDispatcherScenarios:
+    def test_trivial_runs_every_task_on_every_pool(self):
+        """Every pool ran bursts x burst tasks; the Dispatcher had its workers and counted them executed."""
+        result = tiny("trivial")
+        p = result["params"]
+        total = p["bursts"] * p["burst"]
+        assert_all_greenworks_ran(result)
+        for name, reps in works(result).items():
+            assert [w["done"] for w in reps] == [total] * result["repeat"], name
+        gw = works(result)["greenworks Dispatcher.dispatch"]
+        assert all(
+            w["workers"] == p["workers"] and w["executed"] == total and w["after_quit"] == 0 for w in gw
+        )
+
+    def test_submit_reads_every_result_back(self):
+        """Every handle of the submit scenario resolved, and the values add up to sum(range(n))."""
+        result = tiny("submit")
+        total = result["params"]["bursts"] * result["params"]["burst"]
+        assert_all_greenworks_ran(result)
+        for name, reps in works(result).items():
+            assert all(w["done"] == total and w["value_sum"] == total * (total - 1) // 2 for w in reps), name
+
+    def test_wakeup_wakes_once_per_task_with_all_workers_parked(self):
+        """Each wake-up variant ran one task per wake-up with exactly its idle pool alive."""
+        result = tiny("wakeup")
+        p = result["params"]
+        assert_all_greenworks_ran(result)
+        reps = works(result)
+        assert len(reps) == 2 * len(p["idle"])
+        for idle in p["idle"]:
+            for name in ("greenworks, %d idle" % idle, "raw SimpleQueue, %d idle" % idle):
+                assert all(w["done"] == p["wakeups"] and w["workers"] == idle for w in reps[name]), name
+
+    def test_io_runs_every_sleeping_task(self):
+        """Every I/O-like task slept and counted itself, on every pool."""
+        result = tiny("io")
+        assert_all_greenworks_ran(result)
+        for name, reps in works(result).items():
+            assert all(w["done"] == result["params"]["tasks"] for w in reps), name
+
+
+class TestRunnerScenarios:
+    def test_reconcile_replaces_exactly_the_changed_tasks(self):
+        """Both reconcilers started every new worker, stopped exactly the stale ones and kept the rest."""
+        result = tiny("reconcile")
+        total = result["params"]["tasks"]
+        replaced = total * result["params"]["replace_pct"] // 100
+        assert_all_greenworks_ran(result)
+        for name, reps in works(result).items():
+            for w in reps:
+                assert (w["done"], w["starts"], w["exits"], w["workers"]) == (
+                    replaced,
+                    total + replaced,
+                    replaced,
+                    total,
+                ), name
+
+    def test_reapply_starts_and_stops_nothing(self):
+        """Re-applying an equal set neither started nor stopped a worker, and every task stayed tracked."""
+        result = tiny("reapply")
+        total = result["params"]["tasks"]
+        assert_all_greenworks_ran(result)
+        for name, reps in works(result).items():
+            assert all((w["done"], w["starts"], w["exits"]) == (total, total, 0) for w in reps), name
+
+
+class TestOtherScenarios:
+    def test_memory_counts_live_parked_workers_and_real_growth(self):
+        """Each memory child had every worker alive when measured, none after stop, and the process grew."""
+        result = tiny("memory")
+        count = result["params"]["workers"]
+        assert_all_greenworks_ran(result)
+        assert len(result["measurements"]) == 2  # RSS, and tracemalloc for information
+        for group in result["measurements"]:
+            for name, reps in works(result, group).items():
+                assert all(w["done"] == count and w["total_bytes"] > 0 for w in reps), (group, name)
+
+    def test_taskmanager_runs_every_named_task(self):
+        """Every named task ran once and the manager kept its workers."""
+        result = tiny("taskmanager")
+        p = result["params"]
+        assert_all_greenworks_ran(result)
+        for name, reps in works(result).items():
+            assert all(w["done"] == p["tasks"] for w in reps), name
+        assert all(w["workers"] == p["workers"] for w in works(result)["greenworks TaskManager.go"])
+
+    def test_jobs_run_every_evaluated_job_once(self):
+        """Every job the window evaluated as due ran once, whole ticks at a time, on both variants."""
+        result = tiny("jobs")
+        p = result["params"]
+        ticks = round(p["seconds"] / p["tick"])
+        assert_all_greenworks_ran(result)
+        for name, reps in works(result).items():
+            for w in reps:
+                assert w["ticks"] == ticks and w["orphan_runs"] == 0, name
+                assert w["runs"] == w["evaluations"] == w["ticks_complete"] * p["jobs"] > 0, name
+        assert all(isinstance(w["missed_ticks_total"], int) for w in works(result)["greenworks JobRunner"])
+
+
+class TestJobLatenessArithmetic:
+    def fill(self, job, tick_runs):
+        """Record evaluations and runs by hand: ``{boundary index: start time}``."""
+        for index, started in tick_runs.items():
+            job.evaluated.append(index)
+            job.runs.append((index, started))
+
+    def test_lateness_is_measured_from_each_runs_own_boundary(self):
+        """Lateness is start time minus the run's boundary; p99, tick start and drift follow from it."""
+        tick = 0.1
+        first, second = bench_jobs.StandingJob("a", tick), bench_jobs.StandingJob("b", tick)
+        self.fill(first, {10: 1.001, 11: 1.102, 12: 1.201})
+        self.fill(second, {10: 1.003, 11: 1.104, 12: 1.209})
+        figures = bench_jobs.analyse([first, second], tick, 0.0, 10, 12)
+        assert figures["ticks"] == figures["ticks_complete"] == 3
+        assert figures["runs"] == figures["evaluations"] == 6
+        assert figures["job_max"] == pytest.approx(0.009)
+        assert figures["tick_start_p99"] == pytest.approx(0.002)
+        assert figures["drift"] == pytest.approx(0.0)
+
+    def test_a_missing_tick_and_runs_outside_the_window_are_told_apart(self):
+        """A boundary nobody ran reads as missing; runs outside the window do not count."""
+        tick = 0.1
+        job = bench_jobs.StandingJob("a", tick)
+        self.fill(job, {9: 0.9, 10: 1.0, 12: 1.2, 13: 1.3})
+        figures = bench_jobs.analyse([job], tick, 0.0, 10, 12)
+        assert (figures["ticks"], figures["ticks_complete"], figures["ticks_missing"]) == (3, 2, 1)
+        assert figures["runs"] == figures["evaluations"] == 2
+
+    def test_a_run_without_an_evaluation_is_an_orphan(self):
+        """run() with no pending evaluation is recorded as an orphan, which fails the work check."""
+        job = bench_jobs.StandingJob("a", 0.1)
+        job.run()
+        assert bench_jobs.analyse([job], 0.1, 0.0, 0, 1)["orphan_runs"] == 1
+
+
+class TestCommandLine:
+    @pytest.mark.timeout(60)
+    def test_quick_run_of_two_scenarios_exits_0_and_writes_json(self, tmp_path):
+        """``run.py --quick --only`` prints the machine line and a summary, exits 0 and merges its JSON."""
+        out = tmp_path / "results.json"
+        proc = subprocess.run(
+            [sys.executable, RUN, "--quick", "--only", "reapply,submit", "--json", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.startswith("machine: ")
+        assert "== summary" in proc.stdout
+        data = json.loads(out.read_text())
+        assert sorted(data["scenarios"]) == ["reapply", "submit"]
+        assert data["machine"]["gevent"] and len(data["targets"]) == 2
+
+    def test_unknown_scenario_is_refused(self):
+        """``--only`` with an unknown name exits with a usage error naming it."""
+        proc = subprocess.run(
+            [sys.executable, RUN, "--only", "nosuch"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2 and "nosuch" in proc.stderr
