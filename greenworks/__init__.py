@@ -1,5 +1,106 @@
-"""greenworks: a green-thread runtime for gevent applications."""
+"""
+greenworks: a green-thread runtime for gevent applications.
+
+Re-exports only; each name lives in the module that defines it. Names that
+mean different things in different components (``Status``, ``WorkerStatus``,
+``Stats``) are left in their modules.
+"""
+
+import logging
 
 from greenworks._version import __version__
+from greenworks.backoff import ExponentialBackoff, StaticBackoff
+from greenworks.clock import Clock
+from greenworks.context import Context, background, with_cancel, with_deadline, with_timeout
+from greenworks.dispatcher import Dispatcher, RetryTask, TaskStack
+from greenworks.exceptions import (
+    Canceled,
+    DeadlineExceeded,
+    EmptyStackError,
+    GreenworksError,
+    InvalidArgument,
+    InvalidScheduleError,
+    LockError,
+    ManagerStoppedError,
+    PanicError,
+    RunnerClosedError,
+    ShuttingDownError,
+    SkippedDuplicateError,
+    StopTimeoutError,
+    TaskAlreadyExistsError,
+    WorkerExitedPrematurely,
+)
+from greenworks.jobs import Cron, Every, Job, JobResult, JobRunner, Result, job
+from greenworks.runner import Runner
+from greenworks.runutil import (
+    DeclarativeWorker,
+    job_func,
+    named_worker,
+    named_worker_from_type,
+    provide_worker,
+    repeat,
+    retry,
+    retry_job,
+    run_all_jobs,
+    run_all_workers,
+    run_provided_workers,
+    wait,
+    worker_func,
+)
+from greenworks.taskmanager import TaskManager
 
-__all__ = ["__version__"]
+# A library never configures logging, but without a handler Python would print
+# greenworks' warnings to stderr even when the application chose silence.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "Canceled",
+    "Clock",
+    "Context",
+    "Cron",
+    "DeadlineExceeded",
+    "DeclarativeWorker",
+    "Dispatcher",
+    "EmptyStackError",
+    "Every",
+    "ExponentialBackoff",
+    "GreenworksError",
+    "InvalidArgument",
+    "InvalidScheduleError",
+    "Job",
+    "JobResult",
+    "JobRunner",
+    "LockError",
+    "ManagerStoppedError",
+    "PanicError",
+    "Result",
+    "RetryTask",
+    "Runner",
+    "RunnerClosedError",
+    "ShuttingDownError",
+    "SkippedDuplicateError",
+    "StaticBackoff",
+    "StopTimeoutError",
+    "TaskAlreadyExistsError",
+    "TaskManager",
+    "TaskStack",
+    "WorkerExitedPrematurely",
+    "__version__",
+    "background",
+    "job",
+    "job_func",
+    "named_worker",
+    "named_worker_from_type",
+    "provide_worker",
+    "repeat",
+    "retry",
+    "retry_job",
+    "run_all_jobs",
+    "run_all_workers",
+    "run_provided_workers",
+    "wait",
+    "with_cancel",
+    "with_deadline",
+    "with_timeout",
+    "worker_func",
+]

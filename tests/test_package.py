@@ -54,3 +54,26 @@ class TestCommandLine:
         """An unknown command is refused with a usage message."""
         proc = subprocess.run([sys.executable, "-m", "greenworks", "bogus"], capture_output=True, text=True)
         assert proc.returncode != 0 and "invalid choice" in proc.stderr
+
+
+class TestReExports:
+    def test_every_public_name_resolves_to_its_defining_module(self):
+        """greenworks.__all__ is sorted and each name is the object its own module defines."""
+        import greenworks.dispatcher
+        import greenworks.jobs
+        import greenworks.runner
+        import greenworks.taskmanager
+
+        assert greenworks.__all__ == sorted(greenworks.__all__)
+        assert greenworks.Runner is greenworks.runner.Runner
+        assert greenworks.Dispatcher is greenworks.dispatcher.Dispatcher
+        assert greenworks.TaskManager is greenworks.taskmanager.TaskManager
+        assert greenworks.JobRunner is greenworks.jobs.JobRunner
+        for name in greenworks.__all__:
+            assert getattr(greenworks, name) is not None, name
+
+    def test_library_logging_is_silent_without_configuration(self):
+        """The greenworks logger has a NullHandler, so an unconfigured app gets no stray output."""
+        import logging
+
+        assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("greenworks").handlers)
