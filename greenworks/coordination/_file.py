@@ -1,0 +1,293 @@
+"""
+`FileLock`: a leader lock shared by the processes of one host (``fcntl.flock``).
+"""
+
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+
+import gevent
+from zope.interface import implementer
+
+from greenworks.clock import get_clock
+from greenworks.coordination._common import check_ttl, new_holder_id
+from greenworks.exceptions import invalid_argument
+from greenworks.interfaces import ILeaderLock
+
+__all__ = ["FileLock"]
+
+logger = logging.getLogger(__name__)
+
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+#: How many non-blocking tries (with a yield between) before the claims mutex
+#: falls back to a blocking flock; its critical section is a few syscalls.
+_MUTEX_SPINS = 200
+#: Expired claim files are swept at most this often (seconds).
+_SWEEP_INTERVAL = 30.0
+
+
+def _would_block(exc):
+    return exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
+
+
+@implementer(ILeaderLock)
+class FileLock:
+    """Default implementation of `ILeaderLock` for one host: ``flock`` on *path*.
+
+    The lease is an exclusive ``flock`` taken with ``LOCK_NB`` on a file
+    descriptor this instance opened: :meth:`acquire` tries once and never
+    waits, so the hub is never blocked. The kernel drops the lock the moment
+    the holding process dies (SIGKILL, OOM, WORKER TIMEOUT), so the next
+    :meth:`acquire` by any process on the host succeeds at once. The lease has
+    no expiry of its own: *ttl* only matters to :meth:`claim`.
+
+    The holder id (``host:pid:nonce``) is written into the lock file for
+    diagnostics (:meth:`read_holder`); the file itself is never deleted,
+    because unlinking a lock file lets two processes lock two different inodes.
+    :meth:`renew` notices if the file was replaced anyway, and gives up.
+
+    **fork**: a ``flock`` belongs to the open file description, which a forked
+    child shares with its parent. Every method checks the pid; in a forked
+    child the inherited descriptor is closed (without unlocking, which would
+    free the parent's lease) and a fresh one is opened, so a child never
+    inherits leadership - it must :meth:`acquire` like any other process.
+
+    Claims (:meth:`claim`) live as small files in *claims_dir* (default:
+    ``<path>.claims``), created under a short ``flock`` mutex, holding their
+    wall-clock expiry; expired ones are swept now and then.
+
+    :param str path: the lock file; created if missing (its directory must exist).
+    :param str claims_dir: where claim files go; created if missing.
+    :param clock: an `IClock`; claim expiry uses its ``time()``.
+    """
+
+    def __init__(self, path, *, claims_dir=None, clock=None, logger=None):
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise invalid_argument("path", path, "a file path (str or os.PathLike)")
+        path = os.fspath(path)
+        if claims_dir is not None and not isinstance(claims_dir, (str, os.PathLike)):
+            raise invalid_argument("claims_dir", claims_dir, "a directory path or None")
+        self._path = path
+        self._claims_dir = os.fspath(claims_dir) if claims_dir is not None else path + ".claims"
+        self._clock = get_clock(clock)
+        self._logger = logger or logging.getLogger(__name__)
+        self._fd = None
+        self._pid = os.getpid()
+        self._held = False
+        self._holder = new_holder_id()
+        self._last_sweep = None
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def path(self):
+        """The lock file's path."""
+        return self._path
+
+    @property
+    def holder(self):
+        self._check_fork()
+        return self._holder
+
+    @property
+    def is_held(self):
+        self._check_fork()
+        return self._held
+
+    def read_holder(self):
+        """Return the id last written into the lock file ("" if none).
+
+        Diagnostic only: after the holder died the file still names it until
+        the next holder writes its own id. Does not block.
+        """
+        try:
+            with open(self._path, encoding="utf-8") as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return ""
+
+    # -- the lease -----------------------------------------------------------
+
+    def _check_fork(self):
+        pid = os.getpid()
+        if pid == self._pid:
+            return
+        # Forked child: the inherited fd shares the parent's open file
+        # description and therefore its flock. Close our copy (the parent's
+        # lease stays intact) and start over as a new contender.
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+        self._fd = None
+        self._held = False
+        self._pid = pid
+        self._holder = new_holder_id()
+
+    def _drop(self):
+        fd, self._fd = self._fd, None
+        self._held = False
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _same_file(self):
+        try:
+            return os.stat(self._path).st_ino == os.fstat(self._fd).st_ino
+        except OSError:
+            return False
+
+    def acquire(self, ttl=None):
+        """Try once, without waiting, to take the flock; see `ILeaderLock.acquire`.
+
+        *ttl* is accepted for the interface's sake and validated; the flock
+        has no expiry. Errors from the file system are logged and read as
+        False. Never blocks.
+
+        :raises InvalidArgument: *ttl* is not a number > 0 (nor None).
+        """
+        check_ttl("ttl", ttl, allow_none=True)
+        self._check_fork()
+        if self._held:
+            return self.renew()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, _OPEN_FLAGS, 0o644)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if _would_block(exc):
+                    return False
+                raise
+            if not self._same_file():
+                # The file was replaced between open and flock: the lock we
+                # got guards nothing. Start over on the next attempt.
+                self._drop()
+                return False
+            data = (self._holder + "\n").encode("utf-8")
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, data, 0)
+        except OSError:
+            self._logger.warning("file lock %s: acquire failed", self._path, exc_info=True)
+            self._drop()
+            return False
+        self._held = True
+        self._logger.info("file lock %s acquired by %s", self._path, self._holder)
+        return True
+
+    def renew(self):
+        """Return whether the flock is still ours (the file was not replaced). Never blocks."""
+        self._check_fork()
+        if not self._held:
+            return False
+        if not self._same_file():
+            self._logger.warning("file lock %s: the lock file was replaced; lease lost", self._path)
+            self._drop()
+            return False
+        return True
+
+    def release(self):
+        """Unlock and close the descriptor if held; idempotent; never blocks."""
+        self._check_fork()
+        if not self._held:
+            return
+        try:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except OSError:
+            self._logger.warning("file lock %s: unlock failed", self._path, exc_info=True)
+        self._drop()
+        self._logger.info("file lock %s released by %s", self._path, self._holder)
+
+    # -- claims --------------------------------------------------------------
+
+    def _lock_mutex(self, fd):
+        for _ in range(_MUTEX_SPINS):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError as exc:
+                if not _would_block(exc):
+                    raise
+            gevent.sleep(0)
+        # Still contended after many yields: the other side's critical section
+        # is a handful of syscalls, so a blocking flock is brief.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def claim(self, key, ttl):
+        """Claim *key* for *ttl* seconds across every process of this host.
+
+        Exactly one caller gets True per key while the claim lives (a claim
+        whose wall-clock expiry passed may be taken again). File system
+        errors are logged and read as False (so a job is skipped, never run
+        twice). May yield to other greenlets while another process holds the
+        claims mutex; never blocks the hub for long.
+
+        :raises InvalidArgument: *ttl* is not a number > 0, or *key* is not a str.
+        """
+        ttl = check_ttl("ttl", ttl)
+        if not isinstance(key, str):
+            raise invalid_argument("key", key, "a str")
+        name = hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+        target = os.path.join(self._claims_dir, name)
+        try:
+            os.makedirs(self._claims_dir, exist_ok=True)
+            mutex = os.open(os.path.join(self._claims_dir, ".mutex"), _OPEN_FLAGS, 0o644)
+        except OSError:
+            self._logger.warning("file lock %s: claim %r failed", self._path, key, exc_info=True)
+            return False
+        try:
+            self._lock_mutex(mutex)
+            now = self._clock.time()
+            expires = _read_expiry(target)
+            if expires is not None and expires > now:
+                return False
+            tmp = "%s.%s.tmp" % (target, self._holder.replace(":", "_"))
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write("%r\n%s\n%s\n" % (now + ttl, self._holder, key))
+            os.replace(tmp, target)
+            self._maybe_sweep(now)
+            return True
+        except OSError:
+            self._logger.warning("file lock %s: claim %r failed", self._path, key, exc_info=True)
+            return False
+        finally:
+            os.close(mutex)  # also drops the mutex flock
+
+    def _maybe_sweep(self, now):
+        if self._last_sweep is not None and now - self._last_sweep < _SWEEP_INTERVAL:
+            return
+        self._last_sweep = now
+        with os.scandir(self._claims_dir) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or entry.name.endswith(".tmp"):
+                    continue
+                expires = _read_expiry(entry.path)
+                if expires is not None and expires <= now:
+                    try:
+                        os.unlink(entry.path)
+                    except FileNotFoundError:
+                        pass
+
+    def __repr__(self):
+        return "<FileLock %s holder=%s held=%s>" % (self._path, self._holder, self._held)
+
+
+def _read_expiry(path):
+    """Return the expiry stored in claim file *path*, or None if there is none."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+    except FileNotFoundError:
+        return None
+    try:
+        return float(first)
+    except ValueError:
+        # Unreadable content: treat as expired so a corrupt file cannot
+        # block a key forever.
+        return float("-inf")

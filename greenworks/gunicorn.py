@@ -1,0 +1,394 @@
+"""
+Hook helpers for gunicorn's gevent worker (``gunicorn -k gevent``).
+
+A gunicorn app built on greenworks has two kinds of work in each worker
+process: the requests gunicorn serves, and what greenworks runs beside them
+(a `JobRunner`, a `Runner`, a singleton worker). This module starts the
+latter when a worker boots and drains it when the worker goes away, within
+gunicorn's own ``graceful_timeout``.
+
+In the app module (imported by every worker, or once by the master with
+``--preload``), register what to run::
+
+    from greenworks.coordination import FileLock
+    from greenworks.gunicorn import runtime
+    from greenworks.jobs import JobRunner, job
+
+    def start_jobs():
+        runner = JobRunner(tick=60, leader=FileLock("/run/myapp/jobs.lock"))
+        runner.set_jobs([job("report", send_report)])
+        return runner                    # stopped with runner.stop_and_wait()
+
+    runtime.add(start_jobs, name="jobs")
+
+and paste three lines into ``gunicorn.conf.py`` (after ``import greenworks.gunicorn``)::
+
+    post_worker_init = greenworks.gunicorn.post_worker_init
+    worker_int = greenworks.gunicorn.worker_int
+    worker_exit = greenworks.gunicorn.worker_exit
+
+Why these hooks (see gunicorn's ``arbiter.py`` and ``workers/ggevent.py``):
+
+- ``post_worker_init(worker)`` runs in the worker after the gevent worker
+  monkey-patched the process, re-initialised the hub and loaded the app, just
+  before it starts serving. ``post_fork`` would be too early: it runs before
+  all of that, and without ``--preload`` the app (and so the registrations)
+  is not even imported yet.
+- A worker stops accepting work when ``worker.alive`` turns False: on
+  SIGTERM (graceful stop, HUP reload, TTOU), on reaching ``max_requests``,
+  or on a ``--reload`` change. None of these calls a hook, so a small
+  watcher greenlet polls ``worker.alive`` (every *poll* seconds) and begins
+  stopping the runtime, while gunicorn drains its requests.
+- ``worker_int(worker)`` (SIGINT/SIGQUIT: quick shutdown) and
+  ``worker_exit(server, worker)`` (the last thing a worker does) then wait
+  for that stop to finish, within what is left of ``graceful_timeout``
+  (counted from when stopping began, less a safety margin, because the
+  arbiter SIGKILLs the worker once it is over), and kill what is still
+  running. ``worker_exit`` also runs in the master for a worker that is
+  already gone; there it does nothing.
+
+A worker killed with SIGKILL, or aborted after "WORKER TIMEOUT" (SIGABRT:
+its ``worker_abort`` hook runs in a signal handler of a stuck hub, so none
+is offered here), gets no chance to drain: that is what the leases of
+`greenworks.coordination` are for (the kernel frees a `FileLock` at once, a
+`RedisLock` expires within its ttl), and the per-tick claims keep a job
+from running twice.
+"""
+
+import logging
+import os
+
+import gevent
+from gevent.event import Event
+
+from greenworks import _greenlets
+from greenworks.clock import get_clock
+from greenworks.context import with_cancel
+from greenworks.coordination._common import check_ttl
+from greenworks.exceptions import invalid_argument
+
+__all__ = ["Runtime", "post_worker_init", "runtime", "worker_exit", "worker_int"]
+
+logger = logging.getLogger(__name__)
+
+
+_STOP_METHODS = ("stop_and_wait", "stop", "close")
+
+
+def _stop_method(component):
+    for method in _STOP_METHODS:
+        fn = getattr(component, method, None)
+        if callable(fn):
+            return fn
+    return None
+
+
+def _default_stop(component):
+    return _stop_method(component)()
+
+
+class _Component:
+    __slots__ = ("name", "start", "stop", "value", "started")
+
+    def __init__(self, name, start, stop):
+        self.name = name
+        self.start = start
+        self.stop = stop
+        self.value = None
+        self.started = False
+
+
+class Runtime:
+    """What one worker process runs beside serving requests, started and drained as a unit.
+
+    States: *idle* -> :meth:`start` -> *running* -> :meth:`begin_stop` ->
+    *stopping* -> (everything stopped, or :meth:`stop`'s timeout killed the
+    rest) -> *stopped*. A runtime starts at most once per process; the
+    registrations (:meth:`add`, :meth:`add_worker`) are kept, so a runtime
+    registered in a ``--preload``-ed master starts afresh in every worker.
+
+    Components are started in registration order and stopped in reverse
+    order, one after the other, in a greenlet named
+    ``greenworks.gunicorn.stop``; workers added with :meth:`add_worker` run
+    each in a greenlet ``greenworks.gunicorn.worker[<name>]`` with
+    :attr:`ctx`, which is cancelled when stopping begins.
+
+    :param float poll: seconds between looks at ``worker.alive`` (gunicorn
+        itself looks once a second).
+    :param float margin: seconds kept back from ``graceful_timeout`` so the
+        kill happens before the arbiter's SIGKILL.
+    """
+
+    def __init__(self, *, poll=0.25, margin=1.0, clock=None, logger=None):
+        self._poll = check_ttl("poll", poll)
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
+            raise invalid_argument("margin", margin, "a number of seconds >= 0")
+        self._margin = float(margin)
+        self._clock = get_clock(clock)
+        self._logger = logger or logging.getLogger(__name__)
+        self._components = []
+        self._workers = []  # (name, IWorker)
+        self._reset()
+
+    def _reset(self):
+        self._pid = None
+        self._ctx = None
+        self._greenlets = []
+        self._stopper = None
+        self._watcher = None
+        self._stop_started = None
+        self._stopping = Event()
+        self._stopped = Event()
+
+    # -- registering ---------------------------------------------------------
+
+    def add(self, start, stop=None, *, name=None):
+        """Register a component: ``start()`` builds and starts it, ``stop(value)`` drains it.
+
+        *start* runs in :meth:`start` (``post_worker_init``) and returns the
+        running component. *stop* gets that value and should block until it
+        drained; by default the value's ``stop_and_wait()``, ``stop()`` or
+        ``close()`` is called, the first that exists (a `JobRunner`,
+        `Runner` and `TaskManager` all qualify). Usable as a decorator.
+
+        :return: *start*.
+        :raises InvalidArgument: *start* or *stop* is not callable.
+        """
+        if not callable(start):
+            raise invalid_argument("start", start, "a callable returning the started component")
+        if stop is not None and not callable(stop):
+            raise invalid_argument("stop", stop, "None or a callable taking the component")
+        name = name or getattr(start, "__name__", None) or repr(start)
+        self._components.append(_Component(name, start, stop or _default_stop))
+        return start
+
+    def add_worker(self, worker, *, name=None):
+        """Register an `IWorker` to run with :attr:`ctx` in its own greenlet.
+
+        Wrap it with `greenworks.coordination.singleton` to run it on one
+        worker process of the whole cluster.
+
+        :raises InvalidArgument: *worker* has no ``run(ctx)``.
+        """
+        if not callable(getattr(worker, "run", None)):
+            raise invalid_argument("worker", worker, "an IWorker (an object with run(ctx))")
+        self._workers.append((name or type(worker).__name__, worker))
+        return worker
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def ctx(self):
+        """The `IContext` of this process's run (None before :meth:`start`); cancelled on stop."""
+        return self._ctx if self._pid == os.getpid() else None
+
+    @property
+    def running(self):
+        """Whether this process started the runtime and it is not stopping."""
+        return self._pid == os.getpid() and not self._stopping.is_set()
+
+    def components(self):
+        """Return ``{name: component}`` for the started components of this process."""
+        if self._pid != os.getpid():
+            return {}
+        return {c.name: c.value for c in self._components if c.started}
+
+    def status(self):
+        """A JSON-ready dict: pid, state, and each component's ``snapshot()`` where it has one."""
+        snapshots = {}
+        for name, value in self.components().items():
+            snapshot = getattr(value, "snapshot", None)
+            if callable(snapshot):
+                try:
+                    snapshots[name] = snapshot()
+                except Exception:
+                    self._logger.exception("runtime: snapshot() of %r failed", name)
+                    snapshots[name] = None
+            else:
+                snapshots[name] = repr(value)
+        state = "idle"
+        if self._pid == os.getpid():
+            state = "running"
+            if self._stopped.is_set():
+                state = "stopped"
+            elif self._stopping.is_set():
+                state = "stopping"
+        return {"pid": os.getpid(), "state": state, "components": snapshots}
+
+    # -- running -------------------------------------------------------------
+
+    def start(self):
+        """Start every component, then every worker; idempotent within a process.
+
+        Blocks while the ``start`` callables run. If one raises, the ones
+        already started are stopped and the error propagates (a worker that
+        cannot start its runtime should not serve).
+        """
+        if self._pid == os.getpid():
+            return
+        # A runtime inherited over fork starts afresh: the parent's greenlets
+        # and components are not this process's.
+        for component in self._components:
+            component.started = False
+            component.value = None
+        self._reset()
+        self._pid = os.getpid()
+        self._ctx = with_cancel(clock=self._clock)
+        for component in self._components:
+            try:
+                component.value = component.start()
+                if component.stop is _default_stop and _stop_method(component.value) is None:
+                    raise invalid_argument(
+                        "stop",
+                        None,
+                        "a callable for %r, whose start() returned %r without %s()"
+                        % (component.name, component.value, "(), ".join(_STOP_METHODS)),
+                    )
+            except Exception:
+                self._logger.error("runtime: starting %r failed; stopping the rest", component.name)
+                self.stop(timeout=None)
+                raise
+            component.started = True
+        for name, worker in self._workers:
+            self._greenlets.append(
+                _greenlets.spawn("greenworks.gunicorn.worker[%s]" % name, self._run_worker, name, worker)
+            )
+        self._logger.info(
+            "runtime started in pid %d: %d component(s), %d worker(s)",
+            self._pid,
+            len(self._components),
+            len(self._workers),
+        )
+
+    def _run_worker(self, name, worker):
+        try:
+            worker.run(self._ctx)
+        except Exception:
+            self._logger.exception("runtime: worker %r failed", name)
+            return
+        if not self._ctx.done.is_set():
+            self._logger.warning("runtime: worker %r returned before the runtime stopped", name)
+
+    def begin_stop(self):
+        """Cancel :attr:`ctx` and start stopping the components, without waiting. Idempotent."""
+        if self._pid != os.getpid() or self._stopping.is_set():
+            return
+        self._stop_started = self._clock.monotonic()
+        self._stopping.set()
+        self._ctx.cancel()
+        self._logger.info("runtime in pid %d: stopping", self._pid)
+        self._stopper = _greenlets.spawn("greenworks.gunicorn.stop", self._stop_all)
+
+    def _stop_all(self):
+        for component in reversed(self._components):
+            if not component.started:
+                continue
+            try:
+                component.stop(component.value)
+            except Exception:
+                self._logger.exception("runtime: stopping %r failed", component.name)
+            component.started = False
+        gevent.joinall(self._greenlets)
+
+    def stop(self, timeout=None):
+        """Stop everything and wait up to *timeout*; then kill what is left.
+
+        "What is left" is the stop greenlet (interrupting a component's
+        ``stop``) and the workers' greenlets; greenlets a component spawned
+        itself are that component's business. Idempotent; concurrent calls
+        all wait for the same stop.
+
+        :return bool: True if everything stopped within *timeout*.
+        """
+        if self._pid != os.getpid():
+            return True
+        self.begin_stop()
+        if self._stopped.is_set():
+            return True
+        done = self._clock.wait(_dead_event(self._stopper), timeout)
+        if not done:
+            left = [g for g in [self._stopper, *self._greenlets] if not g.dead]
+            self._logger.warning(
+                "runtime in pid %d: not drained within %.1fs; killing %s",
+                self._pid,
+                timeout,
+                ", ".join(g.name for g in left),
+            )
+            gevent.killall(left, timeout=1.0)
+        if self._watcher is not None and self._watcher is not gevent.getcurrent():
+            self._watcher.kill()
+        self._stopped.set()
+        self._logger.info("runtime in pid %d: stopped", self._pid)
+        return done
+
+    def remaining(self, graceful_timeout):
+        """Seconds left of *graceful_timeout* since stopping began, less the margin (>= 0)."""
+        started = self._stop_started if self._stop_started is not None else self._clock.monotonic()
+        return max(0.0, started + graceful_timeout - self._margin - self._clock.monotonic())
+
+    # -- gunicorn hooks ------------------------------------------------------
+
+    def post_worker_init(self, worker):
+        """gunicorn ``post_worker_init`` hook: start, and watch ``worker.alive``."""
+        self.start()
+        self._watcher = _greenlets.spawn("greenworks.gunicorn.watch", self._watch, worker)
+
+    def _watch(self, worker):
+        while not self._clock.wait(self._stopping, self._poll):
+            if not getattr(worker, "alive", True):
+                self.begin_stop()
+                return
+
+    def worker_int(self, worker):
+        """gunicorn ``worker_int`` hook (SIGINT/SIGQUIT): stop within the remaining graceful_timeout."""
+        self._drain(worker)
+
+    def worker_exit(self, server, worker):
+        """gunicorn ``worker_exit`` hook: stop within the remaining graceful_timeout.
+
+        A no-op in a process where the runtime was not started (the master).
+        """
+        self._drain(worker)
+
+    def _drain(self, worker):
+        if self._pid != os.getpid() or self._stopped.is_set():
+            return
+        self.begin_stop()
+        cfg = getattr(worker, "cfg", None)
+        graceful = float(getattr(cfg, "graceful_timeout", 30))
+        self.stop(timeout=self.remaining(graceful))
+
+    def __repr__(self):
+        return "<greenworks.gunicorn.Runtime %s components=%d workers=%d>" % (
+            self.status()["state"],
+            len(self._components),
+            len(self._workers),
+        )
+
+
+def _dead_event(greenlet):
+    event = Event()
+    if greenlet.dead:
+        event.set()
+    else:
+        greenlet.rawlink(lambda _g: event.set())
+    return event
+
+
+#: The process-wide runtime the module-level hooks drive.
+runtime = Runtime()
+
+
+def post_worker_init(worker):
+    """``post_worker_init = greenworks.gunicorn.post_worker_init`` in gunicorn.conf.py."""
+    runtime.post_worker_init(worker)
+
+
+def worker_int(worker):
+    """``worker_int = greenworks.gunicorn.worker_int`` in gunicorn.conf.py."""
+    runtime.worker_int(worker)
+
+
+def worker_exit(server, worker):
+    """``worker_exit = greenworks.gunicorn.worker_exit`` in gunicorn.conf.py."""
+    runtime.worker_exit(server, worker)
