@@ -12,6 +12,7 @@ from greenworks._version import __version__
 from greenworks.backoff import ExponentialBackoff, StaticBackoff
 from greenworks.clock import Clock
 from greenworks.context import Context, background, with_cancel, with_deadline, with_timeout
+from greenworks.coordination import FileLock, LocalLock, RedisLock, singleton
 from greenworks.dispatcher import Dispatcher, RetryTask, TaskStack
 from greenworks.exceptions import (
     Canceled,
@@ -64,15 +65,18 @@ __all__ = [
     "EmptyStackError",
     "Every",
     "ExponentialBackoff",
+    "FileLock",
     "GreenworksError",
     "InvalidArgument",
     "InvalidScheduleError",
     "Job",
     "JobResult",
     "JobRunner",
+    "LocalLock",
     "LockError",
     "ManagerStoppedError",
     "PanicError",
+    "RedisLock",
     "Result",
     "RetryTask",
     "Runner",
@@ -98,6 +102,7 @@ __all__ = [
     "run_all_jobs",
     "run_all_workers",
     "run_provided_workers",
+    "singleton",
     "wait",
     "with_cancel",
     "with_deadline",

@@ -22,7 +22,7 @@ CAPABILITIES = (
     "Status page",
 )
 HOOKS = (
-    "post_fork = greenworks.gunicorn.post_fork",
+    "post_worker_init = greenworks.gunicorn.post_worker_init",
     "worker_int = greenworks.gunicorn.worker_int",
     "worker_exit = greenworks.gunicorn.worker_exit",
 )
@@ -134,6 +134,11 @@ class TestReadmeContent:
         section = section[: section.index("\nHow it compares\n")]
         for hook in HOOKS:
             assert hook in section
+        import greenworks.gunicorn
+
+        for name in re.findall(r"greenworks\.gunicorn\.(\w+)", section):
+            assert callable(getattr(greenworks.gunicorn, name)), name
+        assert callable(greenworks.gunicorn.runtime.add)
 
     def test_compares_with_the_alternatives_and_points_at_the_interfaces(self):
         """The comparison names gevent.pool, APScheduler and Celery beat; the contracts' file is named."""
