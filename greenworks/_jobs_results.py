@@ -1,6 +1,7 @@
 """
 What a :class:`~greenworks.jobs.JobRunner` reports: per-job and per-tick
-results, the stats snapshot, and the bounded results stream.
+results, the stats snapshot, the bounded results stream, and the batch
+record the runner fills on the way to a Result.
 """
 import collections
 import dataclasses
@@ -38,13 +39,14 @@ class JobResult:
     index: int = dataclasses.field(default=0, repr=False, compare=False)
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass
 class Result:
     """The aggregated outcome of one tick or one ``push_and_await`` batch.
 
     :ivar datetime at: the time the jobs' ``is_run`` was asked about.
     :ivar list items: `JobResult` per job, in completion order (skips and
         shutdown entries as they happen), or input order with ``input_order=True``.
+        A runner's Result makes this list on first access (see `_deferred`).
     """
 
     at: datetime.datetime
@@ -63,6 +65,38 @@ class Result:
     def panic_errors(self):
         """Return ``{id: PanicError}`` for the items whose ``run()`` raised."""
         return {item.id: item.error for item in self.items if isinstance(item.error, PanicError)}
+
+    @classmethod
+    def _deferred(cls, at, build, started_at, ended_at):
+        """A Result whose ``items`` is ``build()``, called once, on first access.
+
+        A Result waiting unread in the stream then holds a few lists rather
+        than a thousand JobResults: objects that live that long reach the
+        collector's oldest generation and make full collections (tens of ms
+        with a large heap, landing on whichever tick allocates next) frequent.
+        """
+        result = cls(at, None, started_at, ended_at)
+        result._build = build
+        return result
+
+
+def _get_items(result):
+    build = result._build
+    if build is not None:
+        result._build = None
+        result._items = build()
+    return result._items
+
+
+def _set_items(result, items):
+    result._build = None
+    result._items = items
+
+
+# Set after @dataclass (a property in the class body would be taken for the
+# field's default); dataclass __init__, __eq__, __repr__ and asdict all go
+# through it, so `items` stays a plain field to every caller.
+Result.items = property(_get_items, _set_items, doc="list of `JobResult` (see the class docstring).")
 
 
 @dataclasses.dataclass
@@ -178,3 +212,81 @@ class ResultStream:
                 yield self.get()
             except queue.Empty:
                 return
+
+
+class _Batch:
+    """The due jobs of one tick (or one push_and_await) on their way to a Result.
+
+    Jobs are kept in parallel lists indexed by position (not a tuple or object
+    per job), and outcomes written into them, so starting jobs allocates
+    nothing the garbage collector tracks: a full collection (tens of ms with
+    a large heap) cannot be triggered by the runner between a tick and its
+    last job's start. The JobResults are made once every job finished.
+    """
+
+    __slots__ = (
+        "at",
+        "jobs",
+        "ids",
+        "indices",
+        "items",
+        "reply",
+        "pending",
+        "done",
+        "handed",
+        "finished",
+        "values",
+        "errors",
+        "started",
+        "ended",
+    )
+
+    def __init__(self, at, jobs, ids, indices, items, reply=None):
+        self.at = at
+        self.jobs = jobs  # the due jobs, in input order
+        self.ids = ids  # their ids
+        self.indices = indices  # their positions in the input (for input_order)
+        self.items = items  # JobResults of is_run/get_id errors
+        self.reply = reply
+        self.pending = 1  # jobs handed to workers and not finished, + 1 while walking
+        self.done = None  # Event, made only if the walk must wait for jobs
+        self.handed = collections.deque()  # positions queued for the workers, in order
+        self.finished = []  # positions with an outcome, in completion order
+        n = len(jobs)
+        self.values = [None] * n
+        self.errors = [None] * n
+        self.started = [0.0] * n  # clock.time() floats
+        self.ended = [0.0] * n
+
+    def finish(self, position, value, error, started, ended):
+        self.values[position] = value
+        self.errors[position] = error
+        self.started[position] = started
+        self.ended[position] = ended
+        self.finished.append(position)
+
+    def job_results(self, tz, input_order=False):
+        """Return the items, then a `JobResult` per finished job in completion order, in zone *tz*."""
+        fromtimestamp = datetime.datetime.fromtimestamp
+        items = self.items
+        for position in self.finished:
+            started, ended = self.started[position], self.ended[position]
+            started_at = fromtimestamp(started, tz)
+            ended_at = started_at if ended == started else fromtimestamp(ended, tz)
+            items.append(
+                JobResult(
+                    self.ids[position],
+                    self.values[position],
+                    self.errors[position],
+                    started_at,
+                    ended_at,
+                    self.indices[position],
+                )
+            )
+        if input_order:
+            items.sort(key=_index)
+        return items
+
+
+def _index(item):
+    return item.index

@@ -25,7 +25,14 @@ The pipeline, and how it differs from the Go original:
   The due jobs of one tick become one batch and one :class:`Result`.
 - A batch greenlet walks its jobs in input order: dedupe, wait for one of the
   ``limit`` slots shared by every batch (unless ``stop()`` came first: then
-  ``ErrShuttingDown``, deterministically), then one named greenlet per job.
+  ``ErrShuttingDown``, deterministically), then hands the job to a worker.
+  At most ``limit`` worker greenlets exist, shared by every batch and never
+  one per job: jobs that do not block run back to back on one worker, a job
+  that blocks keeps its worker and the next job gets another. A worker is
+  named ``greenworks.jobs[<id>]`` while it runs a job (so
+  ``gevent.util.format_run_info()`` shows what runs), and workers end once
+  no batch is live. Job timestamps are read as floats and made into
+  datetimes after the batch, off the path that starts jobs.
 - Results go to :attr:`JobRunner.results`, which keeps the newest
   ``results_buffer`` Results and drops (and counts) the oldest.
 - With a ``leader`` lock, only the process holding it runs the tick's jobs,
@@ -37,7 +44,9 @@ are accepted before it blocks (Go lets one more through, held by its ingest
 goroutine). Batches fed through ``source=`` pass through an ingest greenlet
 that, like Go's, holds one batch while the FIFO is full.
 """
+import collections
 import datetime
+import functools
 import logging
 import math
 import traceback
@@ -47,7 +56,7 @@ from gevent.event import AsyncResult, Event
 from zope.interface import implementer
 
 from greenworks import _greenlets
-from greenworks._jobs_results import JobResult, Result, ResultStream, Stats
+from greenworks._jobs_results import JobResult, Result, ResultStream, Stats, _Batch
 from greenworks._schedules import Cron, Every, Job, job
 from greenworks.clock import get_clock
 from greenworks.exceptions import (
@@ -102,19 +111,6 @@ def _check_jobs(name, jobs):
     return jobs
 
 
-class _Batch:
-    """The due jobs of one tick (or one push_and_await) on their way to a Result."""
-
-    __slots__ = ("at", "entries", "items", "reply", "greenlets")
-
-    def __init__(self, at, entries, items, reply=None):
-        self.at = at
-        self.entries = entries  # [(index, id, job)] to run, in input order
-        self.items = items  # JobResults known before running (is_run/get_id errors)
-        self.reply = reply
-        self.greenlets = []
-
-
 @implementer(IJobRunner, IStatusSource)
 class JobRunner:
     """Default implementation of `IJobRunner` (and `IStatusSource`).
@@ -129,7 +125,8 @@ class JobRunner:
     :keyword bool dedupe: skip a job whose id is in flight (``ErrSkippedDuplicate``).
     :keyword int batch_buffer: FIFO size for pushed batches; ``< 1`` means 1.
     :keyword on_panic: ``on_panic(id, exc, stack)`` when a ``run()`` raised; runs
-        in the job's greenlet; its own exceptions are logged and ignored.
+        in the worker greenlet that ran the job, which holds its slot until
+        ``on_panic`` returns; its own exceptions are logged and ignored.
     :keyword on_skip: ``on_skip(id)`` for a dedupe skip, in the batch greenlet.
     :keyword int results_buffer: Results :attr:`results` keeps (>= 1).
     :keyword float tick: seconds between ticks (> 0); boundaries are multiples
@@ -215,7 +212,12 @@ class JobRunner:
         self._stats = Stats(batch_queue_capacity=self.batch_buffer)
         self.results = ResultStream(results_buffer, self._clock)
         self._batches = set()  # live batch greenlets
-        self._idle = Event()
+        self._ready = collections.deque()  # a batch per job holding a slot, for the workers
+        self._parked = []  # wake Events of idle workers, most recently parked last
+        self._workers = 0  # live worker greenlets
+        self._waking = 0  # workers woken or spawned that have not looked at _ready yet
+        self._worker_seq = 0
+        self._idle = Event()  # set while no batch and no worker is live
         self._idle.set()
         self._batch_seq = 0
         self._is_leader = leader is None
@@ -367,7 +369,7 @@ class JobRunner:
         if not jobs:
             return
         batch = self._prepare(at, jobs, claim=self._leader is not None)
-        if popped or batch.entries or batch.items:
+        if popped or batch.jobs or batch.items:
             self._start_batch(batch)
 
     def _lead(self):
@@ -391,7 +393,9 @@ class JobRunner:
         return ok
 
     def _prepare(self, at, jobs, claim):
-        entries = []
+        runnable = []
+        ids = []
+        indices = []
         items = []
         for index, item in enumerate(jobs):
             try:
@@ -410,8 +414,10 @@ class JobRunner:
                 continue
             if claim and not self._claim(job_id, at):
                 continue
-            entries.append((index, job_id, item))
-        return _Batch(at, entries, items)
+            runnable.append(item)
+            ids.append(job_id)
+            indices.append(index)
+        return _Batch(at, runnable, ids, indices, items)
 
     def _claim(self, job_id, at):
         key = "%s@%s" % (job_id, at.astimezone(self._utc).isoformat())
@@ -425,6 +431,16 @@ class JobRunner:
         return bool(ok)
 
     # -- running -------------------------------------------------------------
+    #
+    # A batch greenlet walks its jobs in input order: dedupe, then one of the
+    # ``limit`` slots shared by every batch (stop() first, always), then the
+    # job goes to ``_ready``. Worker greenlets run what is in ``_ready``. A
+    # worker is woken (or spawned) only when a job is queued and no other
+    # worker is already on its way (``_waking``); a worker that takes a job
+    # while more wait wakes the next one before running its own, so a job
+    # that blocks never holds up the queue, and trivial jobs run back to back
+    # on one worker with no switch. Every queued job holds a slot, so at most
+    # ``limit`` workers ever exist. Workers retire when no batch is live.
 
     def _start_batch(self, batch):
         self._batch_seq += 1
@@ -433,77 +449,155 @@ class JobRunner:
         self._batches.add(greenlet)
         self._idle.clear()
 
-    def _now(self):
-        return self._clock.now(self._timezone)
+    def _zone(self):
+        return self._timezone or self._clock.now().tzinfo
 
     def _run_batch(self, batch):
-        started_at = self._now()
+        clock = self._clock
+        started = clock.time()
         try:
-            for index, job_id, item in batch.entries:
-                if self.dedupe:
-                    if job_id in self._in_flight:
-                        self._skip(batch, index, job_id)
-                        continue
-                    self._in_flight.add(job_id)
-                # stop() wins over a free slot: checked first, every time.
-                while not self._stopping and self._running >= self.limit:
-                    self._slot.clear()
-                    self._clock.wait(self._slot)
-                if self._stopping:
-                    self._in_flight.discard(job_id)
-                    now = self._now()
-                    batch.items.append(JobResult(job_id, None, ErrShuttingDown, now, now, index))
-                    continue
-                self._running += 1
-                name = "greenworks.jobs[%s]" % job_id
-                batch.greenlets.append(_greenlets.spawn(name, self._run_job, batch, index, job_id, item))
-            for greenlet in batch.greenlets:
-                greenlet.join()
-            items = batch.items
-            if self._input_order:
-                items.sort(key=_index)
-            result = Result(batch.at, items, started_at, self._now())
+            self._walk(batch)
+            batch.pending -= 1
+            if batch.pending:
+                batch.done = Event()
+                clock.wait(batch.done)
+            ended = clock.time()
+            tz = self._zone()
+            batch.jobs = None  # the Result may wait unread: keep no job alive for it
+            build = functools.partial(batch.job_results, tz, self._input_order)
+            result = Result._deferred(batch.at, build, _datetime(started, tz), _datetime(ended, tz))
             self.results.put(result)
             self._stats.dropped_results_total = self.results.dropped
             if batch.reply is not None:
                 batch.reply.set(result)
         finally:
-            self._batches.discard(getcurrent())
-            if not self._batches:
+            batches = self._batches
+            batches.discard(getcurrent())
+            if not batches:
+                for wake in self._parked:
+                    self._waking += 1
+                    wake.set()
+                self._parked.clear()
+                if not self._workers:
+                    self._idle.set()
+
+    def _walk(self, batch):
+        dedupe = self.dedupe
+        in_flight = self._in_flight
+        limit = self.limit
+        ready = self._ready
+        handed = batch.handed
+        ids = batch.ids
+        for position in range(len(ids)):
+            job_id = ids[position]
+            if dedupe:
+                if job_id in in_flight:
+                    self._skip(batch, position, job_id)
+                    continue
+                in_flight.add(job_id)
+            # stop() wins over a free slot: checked first, every time.
+            while not self._stopping and self._running >= limit:
+                self._slot.clear()
+                self._clock.wait(self._slot)
+            if self._stopping:
+                in_flight.discard(job_id)
+                now = self._clock.time()
+                batch.finish(position, None, ErrShuttingDown, now, now)
+                continue
+            self._running += 1
+            batch.pending += 1
+            handed.append(position)
+            ready.append(batch)
+            if not self._waking:
+                self._wake_worker()
+
+    def _wake_worker(self):
+        self._waking += 1
+        if self._parked:
+            self._parked.pop().set()
+            return
+        self._workers += 1
+        self._worker_seq += 1
+        name = "greenworks.jobs[%s:worker %d]" % (self.name, self._worker_seq)
+        _greenlets.spawn(name, self._work, name)
+
+    def _work(self, name):
+        me = getcurrent()
+        ready = self._ready
+        time = self._clock.time
+        wake = None
+        parked = False
+        try:
+            while True:
+                self._waking -= 1
+                while ready:
+                    batch = ready.popleft()
+                    position = batch.handed.popleft()
+                    job_id = batch.ids[position]
+                    if ready and not self._waking:
+                        self._wake_worker()
+                    # format_run_info shows the job a worker runs (its idle name otherwise).
+                    me.name = "greenworks.jobs[%s]" % job_id
+                    started_at = time()
+                    value = error = None
+                    try:
+                        try:
+                            value = batch.jobs[position].run()
+                            if isinstance(value, Exception):
+                                # Go's `return nil, err`: a returned exception is the job's error.
+                                value, error = None, value
+                        except Exception as exc:
+                            error = self._panicked(job_id, exc)
+                        batch.finish(position, value, error, started_at, time())
+                    finally:
+                        # Also when the worker is killed mid-job: the slot and the batch move on.
+                        self._running -= 1
+                        self._slot.set()
+                        if self.dedupe:
+                            self._in_flight.discard(job_id)
+                        batch.pending -= 1
+                        if not batch.pending and batch.done is not None:
+                            batch.done.set()
+                me.name = name
+                if not self._batches:
+                    return
+                if wake is None:
+                    wake = Event()
+                else:
+                    wake.clear()
+                self._parked.append(wake)
+                parked = True
+                self._clock.wait(wake)
+                parked = False
+        finally:
+            if parked:  # killed while parked: leave the books as if never parked
+                if wake in self._parked:
+                    self._parked.remove(wake)
+                else:
+                    self._waking -= 1
+            self._workers -= 1
+            if not self._workers and not self._batches:
                 self._idle.set()
 
-    def _skip(self, batch, index, job_id):
+    def _panicked(self, job_id, exc):
+        stack = traceback.format_exc()
+        error = PanicError(job_id, exc, stack)
+        if self._on_panic is not None:
+            try:
+                self._on_panic(job_id, exc, stack)
+            except Exception:
+                self._log.exception("job runner %r: on_panic(%r) raised", self.name, job_id)
+        return error
+
+    def _skip(self, batch, position, job_id):
         self._stats.dedupe_skips_total += 1
-        now = self._now()
-        batch.items.append(JobResult(job_id, None, ErrSkippedDuplicate, now, now, index))
+        now = self._clock.time()
+        batch.finish(position, None, ErrSkippedDuplicate, now, now)
         if self._on_skip is not None:
             try:
                 self._on_skip(job_id)
             except Exception:
                 self._log.exception("job runner %r: on_skip(%r) raised", self.name, job_id)
-
-    def _run_job(self, batch, index, job_id, item):
-        started_at = self._now()
-        value = error = None
-        try:
-            value = item.run()
-            if isinstance(value, Exception):
-                # Go's `return nil, err`: a returned exception is the job's error.
-                value, error = None, value
-        except Exception as exc:
-            stack = traceback.format_exc()
-            error = PanicError(job_id, exc, stack)
-            if self._on_panic is not None:
-                try:
-                    self._on_panic(job_id, exc, stack)
-                except Exception:
-                    self._log.exception("job runner %r: on_panic(%r) raised", self.name, job_id)
-        finally:
-            self._running -= 1
-            self._slot.set()
-            if self.dedupe:
-                self._in_flight.discard(job_id)
-        batch.items.append(JobResult(job_id, value, error, started_at, self._now(), index))
 
     # -- inspecting ----------------------------------------------------------
 
@@ -618,5 +712,5 @@ class JobRunner:
         )
 
 
-def _index(item):
-    return item.index
+def _datetime(timestamp, tz):
+    return datetime.datetime.fromtimestamp(timestamp, tz)

@@ -1078,3 +1078,98 @@ class TestScale:
         assert total > 20000
         s = r.stats()
         assert (s.dedupe_skips_total, s.missed_ticks_total) == (0, 0)
+
+
+def worker_greenlets():
+    return [g for g in _greenlets.alive() if g.name.startswith("greenworks.jobs[") and ":" not in g.name]
+
+
+class TestWorkers:
+    def test_trivial_jobs_share_workers_not_one_greenlet_each(self, clock, runners, monkeypatch):
+        """1,000 jobs that never block run on at most 2 worker greenlets, not one greenlet per job."""
+        spawned = []
+        real_spawn = _greenlets.spawn
+
+        def spying_spawn(name, func, *args, **kwargs):
+            spawned.append(name)
+            return real_spawn(name, func, *args, **kwargs)
+
+        monkeypatch.setattr(_greenlets, "spawn", spying_spawn)
+        r = runners()
+        res = r.push_and_await([Recorder("j%d" % i, clock) for i in range(1000)]).get()
+        assert len(res.items) == 1000 and all(i.error is None for i in res.items)
+        workers = [n for n in spawned if ":worker " in n]
+        assert 1 <= len(workers) <= 2
+        others = sorted(set(spawned) - set(workers))
+        assert others == ["greenworks.jobs[jobs:batch 1]", "greenworks.jobs[jobs:tick]"]
+
+    def test_workers_never_exceed_limit_across_batches(self, clock, runners):
+        """With limit 4 and two batches of blocking jobs, exactly 4 job greenlets exist, all named by job."""
+        r = runners(None, 4)
+        gate = runners.gate()
+        a = r.push_and_await([Gated("a%d" % i, gate) for i in range(6)])
+        b = r.push_and_await([Gated("b%d" % i, gate) for i in range(6)])
+        settle()
+        names = sorted(g.name for g in worker_greenlets())
+        assert len(names) == 4 and names == sorted(set(names))
+        assert all(n in ["greenworks.jobs[%s]" % j for j in ("a0", "a1", "a2", "a3", "b0")] for n in names)
+        gate.set()
+        assert len(a.get().items) == len(b.get().items) == 6
+
+    def test_blocking_job_does_not_hold_up_jobs_queued_behind_it(self, clock, runners):
+        """A job that blocks leaves the jobs queued behind it in the same batch free to run at once."""
+        r = runners(None, 3)
+        gate = runners.gate()
+        slow = Gated("slow", gate)
+        quick = [Recorder("q%d" % i, clock) for i in range(5)]
+        handle = r.push_and_await([slow, *quick])
+        settle()
+        assert slow.started.is_set() and all(len(q.runs) == 1 for q in quick)
+        assert not handle.ready() and r.stats().in_flight_jobs == 1
+        gate.set()
+        assert sorted(i.id for i in handle.get().items) == ["q0", "q1", "q2", "q3", "q4", "slow"]
+
+    def test_workers_retire_once_no_batch_is_live(self, clock, runners):
+        """After a tick's batch finished, only the tick greenlet is left; the next tick gets workers again."""
+        r = runners()
+        recs = [Recorder("j%d" % i, clock) for i in range(20)]
+        r.set_jobs(recs)
+        clock.advance(60)
+        settle()
+        assert runner_greenlets() == ["greenworks.jobs[jobs:tick]"]
+        clock.advance(60)
+        settle()
+        assert runner_greenlets() == ["greenworks.jobs[jobs:tick]"]
+        assert all(rec.runs == [minute(1), minute(2)] for rec in recs)
+
+    def test_worker_killed_mid_job_frees_its_slot_and_the_batch(self, clock, runners):
+        """A worker killed while running a job frees its slot and in-flight id; the batch still ends."""
+        r = runners(None, 1, dedupe=True)
+        gate = runners.gate()
+        stuck, after = Gated("stuck", gate), Recorder("after", clock)
+        handle = r.push_and_await([stuck, after])
+        settle()
+        (worker,) = worker_greenlets()
+        assert worker.name == "greenworks.jobs[stuck]"
+        worker.kill()
+        res = handle.get()
+        assert [i.id for i in res.items] == ["after"] and after.runs
+        assert r.in_flight_ids() == [] and r.stats().in_flight_jobs == 0
+
+    def test_job_timestamps_are_aware_datetimes_in_the_runner_zone(self, clock, runners):
+        """started_at/ended_at of run, skipped and shut-down jobs are datetimes in timezone, on the clock."""
+        seoul = ZoneInfo("Asia/Seoul")
+        r = runners(None, 1, dedupe=True, timezone=seoul)
+        gate = runners.gate()
+        clock.advance(5)
+        handle = r.push_and_await([Sleeper("s", clock, 2.0, {"active": 0, "peak": 0}), Gated("s", gate)])
+        settle()
+        clock.advance(2)
+        res = handle.get()
+        ran, skipped = res.by_id()["s"], res.items[0]
+        assert skipped.error is ErrSkippedDuplicate and ran.error is None
+        start = T0 + datetime.timedelta(seconds=5)
+        assert (skipped.started_at, skipped.ended_at) == (start, start)
+        assert (ran.started_at, ran.ended_at) == (start, start + datetime.timedelta(seconds=2))
+        assert all(t.tzinfo is seoul for i in res.items for t in (i.started_at, i.ended_at))
+        assert res.started_at.tzinfo is seoul and res.ended_at == start + datetime.timedelta(seconds=2)
