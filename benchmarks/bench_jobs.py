@@ -140,7 +140,7 @@ def statistics_median(values):
         "quick": {"jobs": 1000, "tick": 0.1, "seconds": 1.0},
         "tiny": {"jobs": 20, "tick": 0.1, "seconds": 0.5},
     },
-    repeat={"full": 1, "quick": 1, "tiny": 1},
+    repeat={"full": 3, "quick": 1, "tiny": 1},
     warmup=False,
 )
 def jobs(bench):
@@ -169,7 +169,7 @@ def jobs(bench):
         # The work: every evaluation that said "due" inside the window led to
         # exactly one run, and no run lacked an evaluation. Whether every tick
         # happened (no missed tick, no drift) is a verdict, judged below.
-        measured[name] = figures
+        measured.setdefault(name, []).append(figures)
         done = figures["runs"] if figures["orphan_runs"] == 0 else -1
         return Measured(figures["job_p99"], done, figures["evaluations"], **figures)
 
@@ -202,24 +202,35 @@ def jobs(bench):
     if bench.available:
         variants.insert(0, ("greenworks JobRunner", "greenworks", greenworks))
     bench.interleave(variants, label="job start lateness p99", unit="s")
-    for name, figures in measured.items():
-        bench.note(
-            "%s: %d ticks x %d jobs; job start lateness p50 %.2f ms p99 %.2f ms max %.2f ms; "
-            "tick start p99 %.2f ms; last job of tick p99 %.2f ms; drift %+.2f ms"
-            % (
-                name,
-                figures["ticks"],
-                count,
-                figures["job_p50"] * 1e3,
-                figures["job_p99"] * 1e3,
-                figures["job_max"] * 1e3,
-                figures["tick_start_p99"] * 1e3,
-                figures["tick_end_p99"] * 1e3,
-                figures["drift"] * 1e3,
+    for name, runs in measured.items():
+        for figures in runs:
+            bench.note(
+                "%s: %d ticks x %d jobs; job start lateness p50 %.2f ms p99 %.2f ms max %.2f ms; "
+                "tick start p99 %.2f ms; last job of tick p99 %.2f ms; drift %+.2f ms"
+                % (
+                    name,
+                    figures["ticks"],
+                    count,
+                    figures["job_p50"] * 1e3,
+                    figures["job_p99"] * 1e3,
+                    figures["job_max"] * 1e3,
+                    figures["tick_start_p99"] * 1e3,
+                    figures["tick_end_p99"] * 1e3,
+                    figures["drift"] * 1e3,
+                )
             )
-        )
-    gw = measured.get("greenworks")
-    bench.target("job start lateness p99 (ms)", gw and gw["job_p99"] * 1e3, "<=", 5.0, unit="ms")
+    # Judge the median over repetitions, never a single (e.g. the last) one:
+    # the p99 and the drift are medians; "every tick ran" must hold in every run.
+    runs = measured.get("greenworks")
+    gw = runs and {
+        "job_p99": statistics_median([r["job_p99"] for r in runs]),
+        "drift": statistics_median([r["drift"] for r in runs]),
+        "ticks_complete": min(r["ticks_complete"] for r in runs),
+        "missed_ticks_total": sum(r["missed_ticks_total"] for r in runs),
+    }
+    bench.target(
+        "job start lateness p99, median of runs (ms)", gw and gw["job_p99"] * 1e3, "<=", 5.0, unit="ms"
+    )
     bench.target(
         "ticks run in %gs window, of %d" % (seconds, ticks),
         gw and gw["ticks_complete"],
@@ -229,7 +240,7 @@ def jobs(bench):
         detail=gw and "%d missed_ticks_total" % gw["missed_ticks_total"],
     )
     bench.target(
-        "drift over %gs: last vs first tenth (ms)" % seconds,
+        "drift over %gs: last vs first tenth, median (ms)" % seconds,
         gw and abs(gw["drift"]) * 1e3,
         "<=",
         1.0,
