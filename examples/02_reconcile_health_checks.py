@@ -23,6 +23,7 @@ Expected output::
     snapshot: 2 tasks, 0 workers alive after stop
     all checks passed
 """
+
 from gevent import monkey
 
 monkey.patch_all()

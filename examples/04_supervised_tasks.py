@@ -134,8 +134,9 @@ def monitor(manager, tasks, stop, out):
 def main():
     # The restart is logged as a WARNING (with its traceback) on stderr.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    manager = TaskManager(2, 4, timeout=1.0, restart_backoff=StaticBackoff(0.2), max_restarts=3,
-                          name="downloads")
+    manager = TaskManager(
+        2, 4, timeout=1.0, restart_backoff=StaticBackoff(0.2), max_restarts=3, name="downloads"
+    )
     tasks = [Download("alpha", 10, 0.05), Download("beta", 14, 0.04), FlakyDownload("flaky", 10, 0.05)]
     print("supervising %d tasks on 2..4 workers" % len(tasks))
     ok = True

@@ -21,6 +21,7 @@ Expected output::
     stats: ...
     all checks passed
 """
+
 from gevent import monkey
 
 monkey.patch_all()

@@ -20,6 +20,7 @@ Expected output::
     stopped by the timeout after ... s: ... polls, 3 flaky attempts with 3 trace ids
     OK
 """
+
 from gevent import monkey
 
 monkey.patch_all()

@@ -3,6 +3,7 @@ What a :class:`~greenworks.jobs.JobRunner` reports: per-job and per-tick
 results, the stats snapshot, the bounded results stream, and the batch
 record the runner fills on the way to a Result.
 """
+
 import collections
 import dataclasses
 import datetime

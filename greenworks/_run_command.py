@@ -17,6 +17,7 @@ Exit codes: 0 after a clean stop (or when every worker stopped gracefully),
 "module not found", "attribute missing", "not a registry"), and 128 + the
 signal number when a second signal killed the workers.
 """
+
 import importlib
 import os
 import sys

@@ -4,6 +4,7 @@ The per-worker snapshot a :class:`~greenworks.runner.Runner` reports.
 Kept apart from ``runner.py`` so the status vocabulary (states and the frozen
 record) can be read, and imported by status pages, on its own.
 """
+
 import dataclasses
 import enum
 

@@ -3,6 +3,7 @@ Shared pieces of :mod:`greenworks.runutil`: adapters from plain callables,
 argument checks, and named workers (subsystems). Import them from
 :mod:`greenworks.runutil`; this module is private.
 """
+
 import logging
 
 from zope.interface import implementer

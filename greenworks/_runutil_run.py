@@ -2,6 +2,7 @@
 Running many workers or jobs at once, and the registry of provided workers.
 Import these from :mod:`greenworks.runutil`; this module is private.
 """
+
 import sys
 
 import gevent

@@ -11,6 +11,7 @@ spelling can be given to :class:`Job`.
 - :class:`Cron` fires when a cron expression matches, evaluated in the zone
   of *now* (the runner's ``timezone``) unless the schedule names its own.
 """
+
 import datetime
 
 from zope.interface import implementer

@@ -17,6 +17,7 @@ worker can find it without a context argument:
 The registry is a weak map from greenlet to an immutable tuple, so a finished
 greenlet leaves nothing behind and readers never see a half-built trace.
 """
+
 import collections
 import logging
 import secrets

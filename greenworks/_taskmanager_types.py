@@ -5,6 +5,7 @@ and the private per-task and per-worker records it keeps.
 The public types are re-exported by :mod:`greenworks.taskmanager`; import
 them from there.
 """
+
 import datetime
 import enum
 import math
@@ -161,9 +162,21 @@ class _Entry:
     """The manager's record of one accepted task, from ``go`` until it is gone."""
 
     __slots__ = (
-        "task", "name", "sched", "status", "worker", "restarts", "last_error",
-        "queued_at", "run_started", "restart_times", "consecutive", "timer",
-        "restart", "progress", "description",
+        "task",
+        "name",
+        "sched",
+        "status",
+        "worker",
+        "restarts",
+        "last_error",
+        "queued_at",
+        "run_started",
+        "restart_times",
+        "consecutive",
+        "timer",
+        "restart",
+        "progress",
+        "description",
     )
 
     def __init__(self, task, name, sched, queued_at):

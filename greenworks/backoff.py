@@ -15,6 +15,7 @@ waiting, cancellably, on a context's clock::
 Both classes are immutable, so one instance can be shared by any number of
 greenlets.
 """
+
 import math
 import random
 

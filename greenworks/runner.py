@@ -40,6 +40,7 @@ Differences from the Go original, each pinned by a test:
   cancelled context, and ``restart_exited=True`` restarts workers that ended
   by themselves (Go never restarts them; that stays the default).
 """
+
 import datetime
 import itertools
 import logging
@@ -178,8 +179,9 @@ class Runner:
     ``status()`` and ``snapshot()`` never block.
     """
 
-    def __init__(self, new_worker, *, stop_timeout=None, restart_exited=False, name="runner", clock=None,
-                 logger=None):
+    def __init__(
+        self, new_worker, *, stop_timeout=None, restart_exited=False, name="runner", clock=None, logger=None
+    ):
         if not callable(new_worker):
             raise invalid_argument("new_worker", new_worker, "a callable new_worker(task) -> IWorker")
         if stop_timeout is not None and (
@@ -360,7 +362,11 @@ class Runner:
         restarted = [task for task in self._exited if task in desired] if restart else ()
         self._logger.debug(
             "runner %s: applying %d tasks: %d added, %d removed, %d restarted",
-            self._name, len(desired), len(added), len(removed), len(restarted),
+            self._name,
+            len(desired),
+            len(added),
+            len(removed),
+            len(restarted),
         )
         stale = []
         for task in removed:
@@ -481,7 +487,9 @@ class Runner:
         if greenlet is not None and not greenlet.dead:
             self._logger.warning(
                 "runner %s: worker for %s ignored cancellation for %ss; killing it",
-                self._name, _short_repr(slot.task), self._stop_timeout,
+                self._name,
+                _short_repr(slot.task),
+                self._stop_timeout,
             )
             greenlet.kill(GreenletExit, block=False)
             greenlet.rawlink(slot.on_exit)

@@ -30,6 +30,7 @@ Workers started with the dependency-injection helpers live in a
 ``zope.interface.registry.Components``: see :func:`provide_worker` and
 :func:`run_provided_workers`.
 """
+
 import logging
 import math
 

@@ -29,6 +29,7 @@ How it works (and why it cannot lose a task):
   that keeps being true (so tasks that all waited grow the pool like Go's
   per-task schedulers do), never above ``max_count``.
 """
+
 import datetime
 import logging
 import math
@@ -246,16 +247,18 @@ class TaskManager:
         """Return the manager's state as a JSON-serialisable dict (for health pages)."""
         tasks = []
         for status in self.task_status().values():
-            tasks.append({
-                "name": status.name,
-                "worker": status.worker,
-                "status": status.status.value,
-                "description": status.description,
-                "progress": status.progress,
-                "restarts": status.restarts,
-                "last_error": None if status.last_error is None else repr(status.last_error),
-                "started_at": None if status.started_at is None else status.started_at.isoformat(),
-            })
+            tasks.append(
+                {
+                    "name": status.name,
+                    "worker": status.worker,
+                    "status": status.status.value,
+                    "description": status.description,
+                    "progress": status.progress,
+                    "restarts": status.restarts,
+                    "last_error": None if status.last_error is None else repr(status.last_error),
+                    "started_at": None if status.started_at is None else status.started_at.isoformat(),
+                }
+            )
         failed = [
             {
                 "name": f.name,
@@ -269,8 +272,13 @@ class TaskManager:
             str(wid): {"task": info.task_name, "status": info.status.value}
             for wid, info in self.status().items()
         }
-        return {"component": "taskmanager", "name": self.name, "workers": workers,
-                "tasks": tasks, "failed": failed}
+        return {
+            "component": "taskmanager",
+            "name": self.name,
+            "workers": workers,
+            "tasks": tasks,
+            "failed": failed,
+        }
 
     @property
     def name(self):
@@ -309,8 +317,12 @@ class TaskManager:
         if self._clock.wait(self._exited, timeout):
             return
         stragglers = [w.greenlet for w in list(self._workers.values()) if w.greenlet is not None]
-        self._log.warning("taskmanager %s: killing %d worker(s) still running after %ss",
-                          self.name, len(stragglers), timeout)
+        self._log.warning(
+            "taskmanager %s: killing %d worker(s) still running after %ss",
+            self.name,
+            len(stragglers),
+            timeout,
+        )
         gevent.killall(stragglers, block=True)
         raise StopTimeoutError("failed to stop taskmanager")
 
@@ -335,8 +347,12 @@ class TaskManager:
                 sched.assigned = False
                 sched.set()
         if dropped:
-            self._log.warning("taskmanager %s stopped before %d task(s) could be scheduled: %s",
-                              self.name, len(dropped), ", ".join(e.name for e in dropped))
+            self._log.warning(
+                "taskmanager %s stopped before %d task(s) could be scheduled: %s",
+                self.name,
+                len(dropped),
+                ", ".join(e.name for e in dropped),
+            )
         while self._idle:
             self._idle.popleft().wakeup.set()
         if not self._workers:
@@ -401,11 +417,16 @@ class TaskManager:
             self._add_workers(math.ceil((self._max - len(self._workers)) / 2))
             self._dispatch()
         if len(self._workers) != before:
-            self._log.debug("taskmanager %s scaled up from %d to %d workers", self.name, before,
-                            len(self._workers))
+            self._log.debug(
+                "taskmanager %s scaled up from %d to %d workers", self.name, before, len(self._workers)
+            )
             if len(self._workers) >= self._max and self._pending:
-                self._log.warning("taskmanager %s at maximum (%d workers) with %d task(s) pending",
-                                  self.name, self._max, len(self._pending))
+                self._log.warning(
+                    "taskmanager %s at maximum (%d workers) with %d task(s) pending",
+                    self.name,
+                    self._max,
+                    len(self._pending),
+                )
         self._arm_scale_timer()
 
     def _requeue(self, entry):
@@ -439,8 +460,12 @@ class TaskManager:
                         if not worker.wakeup.is_set() and len(self._workers) > self._min:
                             self._idle.remove(worker)
                             del self._workers[worker.id]
-                            self._log.debug("taskmanager %s: worker %d retired after idling %ss",
-                                            self.name, worker.id, self._timeout)
+                            self._log.debug(
+                                "taskmanager %s: worker %d retired after idling %ss",
+                                self.name,
+                                worker.id,
+                                self._timeout,
+                            )
                             return
                         continue
                 failed = self._run(entry)
@@ -473,8 +498,9 @@ class TaskManager:
             worker.task = None
             if self._tasks.get(entry.name) is entry:
                 del self._tasks[entry.name]
-            self._log.warning("taskmanager %s: task %r was killed on worker %d",
-                              self.name, entry.name, worker.id)
+            self._log.warning(
+                "taskmanager %s: task %r was killed on worker %d", self.name, entry.name, worker.id
+            )
         if self._stopped:
             if not self._workers:
                 self._exited.set()
@@ -503,8 +529,9 @@ class TaskManager:
             try:
                 again = bool(restart(self._ctx, err))
             except _TASK_ERRORS:
-                self._log.exception("taskmanager %s: restart() of task %r raised; not restarting",
-                                    self.name, name)
+                self._log.exception(
+                    "taskmanager %s: restart() of task %r raised; not restarting", self.name, name
+                )
         if again and not self._stopped and self._tasks.get(name) is entry:
             self._schedule_restart(entry, err)
             return
@@ -531,7 +558,12 @@ class TaskManager:
             )
             self._log.error(
                 "taskmanager %s: task %r failed after %d restart(s) within %ss; giving up: %r",
-                self.name, entry.name, len(times), self._restart_period, err, exc_info=err,
+                self.name,
+                entry.name,
+                len(times),
+                self._restart_period,
+                err,
+                exc_info=err,
             )
             return
         times.append(now)
@@ -544,10 +576,20 @@ class TaskManager:
             try:
                 delay = self._backoff.duration(entry.consecutive)
             except Exception:
-                self._log.exception("taskmanager %s: restart_backoff.duration(%d) raised; restarting now",
-                                    self.name, entry.consecutive)
-        self._log.warning("taskmanager %s: task %r failed (%r); restart #%d in %.3fs",
-                          self.name, entry.name, err, entry.restarts, delay, exc_info=err)
+                self._log.exception(
+                    "taskmanager %s: restart_backoff.duration(%d) raised; restarting now",
+                    self.name,
+                    entry.consecutive,
+                )
+        self._log.warning(
+            "taskmanager %s: task %r failed (%r); restart #%d in %.3fs",
+            self.name,
+            entry.name,
+            err,
+            entry.restarts,
+            delay,
+            exc_info=err,
+        )
         if delay > 0:
             entry.timer = self._clock.call_later(delay, self._requeue, entry)
         else:
@@ -569,11 +611,22 @@ class TaskManager:
             clock = self._clock
             wall = clock.time() - (clock.monotonic() - entry.run_started)
             started_at = datetime.datetime.fromtimestamp(wall, datetime.timezone.utc)
-        return TaskStatus(entry.name, entry.worker, entry.status, description, progress,
-                          entry.restarts, entry.last_error, started_at)
+        return TaskStatus(
+            entry.name,
+            entry.worker,
+            entry.status,
+            description,
+            progress,
+            entry.restarts,
+            entry.last_error,
+            started_at,
+        )
 
     def __repr__(self):
         return "<greenworks.TaskManager %s workers=%d pending=%d tasks=%d%s>" % (
-            self.name, len(self._workers), len(self._pending), len(self._tasks),
+            self.name,
+            len(self._workers),
+            len(self._pending),
+            len(self._tasks),
             " stopped" if self._stopped else "",
         )

@@ -1,4 +1,5 @@
 """Tests for greenworks.backoff: the seed's exact tables, validation and bounds."""
+
 import math
 import random
 

@@ -12,6 +12,7 @@ import urllib.request
 import gevent
 import gevent.pool
 import pytest
+from _gunicorn_worker import gevent_worker_unavailable
 from gevent.event import Event
 from gevent.queue import Queue
 
@@ -389,18 +390,7 @@ def _check_once_per_tick(entries, server):
     return {tick: pid for _job, tick, pid in entries}
 
 
-def _gevent_worker_unavailable():
-    """Why gunicorn's gevent worker cannot run here (None if it can)."""
-    try:
-        import gunicorn.workers.ggevent  # noqa: F401 - checks its gevent version on import
-    except ImportError as exc:
-        return "gunicorn is not installed (%s)" % exc
-    except RuntimeError as exc:  # e.g. "gevent worker requires gevent 24.10.1 or higher"
-        return str(exc)
-    return None
-
-
-_NO_GUNICORN = _gevent_worker_unavailable()
+_NO_GUNICORN = gevent_worker_unavailable()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="needs fork, flock and gunicorn's gevent worker")

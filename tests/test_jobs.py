@@ -3,6 +3,7 @@
 Time moves only through a FakeClock; no test waits for a real minute. Checklist
 conformance tests start their docstring with "[MATCH]" or "[FIX]".
 """
+
 import datetime
 import json
 import logging

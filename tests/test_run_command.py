@@ -1,4 +1,5 @@
 """Tests for ``greenworks run`` (greenworks._run_command): real subprocesses, real signals."""
+
 import os
 import signal
 import subprocess

@@ -1,4 +1,5 @@
 """Tests for greenworks.runner: the seed 000 conformance checklist, the fixes, and a stateful model."""
+
 import dataclasses
 import json
 import logging

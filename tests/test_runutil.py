@@ -1,4 +1,5 @@
 """Tests for greenworks.runutil: the seed 004 checklist, on a FakeClock."""
+
 import logging
 import re
 import sys
@@ -273,7 +274,6 @@ class TestRepeat:
         g.join(timeout=1)
         assert job.count == 2
 
-
     def test_on_run_hook_sees_every_run_with_error_and_duration(self, clock, ctx):
         """[EXT] on_run(error, seconds) is called after each run, the failing one too."""
         reports = []
@@ -496,6 +496,7 @@ class TestNaming:
     def test_trace_is_left_when_the_worker_exits(self, ctx):
         """Outside any named worker there is no trace, also after one returned or raised."""
         assert current_trace() is None and current_subsystem() == ""
+
         def failing(c):
             raise Boom
 

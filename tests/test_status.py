@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import gevent
 import pytest
+from _gunicorn_worker import gevent_worker_unavailable
 from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 from zope.interface import implementer
@@ -375,8 +376,12 @@ class TestWsgiApp:
         assert call(app, "/status.json", script_name="/ops/status")[0] == "200 OK"
 
 
+_NO_GUNICORN = gevent_worker_unavailable()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(60)
+@pytest.mark.skipif(_NO_GUNICORN is not None, reason=str(_NO_GUNICORN))
 class TestUnderGunicorn:
     def test_served_by_gunicorn_gevent_worker(self, tmp_path):
         """`gunicorn -k gevent 'greenworks.status:wsgi_app()'` serves JSON and page from its worker."""

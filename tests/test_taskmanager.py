@@ -1,4 +1,5 @@
 """Tests for greenworks.taskmanager: the seed 002 checklist, Go's own scenarios, supervision."""
+
 import json
 import logging
 import random
@@ -822,8 +823,9 @@ class TestRestarts:
 
     def test_restarts_spread_over_the_period_continue(self, managers, clock):
         """Restarts older than restart_period no longer count toward max_restarts."""
-        manager = managers(1, 1, 1.0, clock=clock, max_restarts=2, restart_period=5.0,
-                           restart_backoff=RecordingBackoff(3.0))
+        manager = managers(
+            1, 1, 1.0, clock=clock, max_restarts=2, restart_period=5.0, restart_backoff=RecordingBackoff(3.0)
+        )
         task = CrashingTask("slow")
         manager.go(task)
         settle()

@@ -10,6 +10,7 @@ A registry for the ``greenworks run`` subprocess tests (tests/test_run_command.p
   as ``killed``.
 - ``not_registry``: a plain object.
 """
+
 import sys
 import time
 
