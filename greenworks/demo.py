@@ -313,9 +313,10 @@ def jobs_worker(runner, console, shutdown):
                 parts.append("%s failed (%s)" % (item.id, item.error))
             else:
                 parts.append("%s ran" % item.id)
-        console.event(
-            "jobs", "tick %s: %s" % (result.at.strftime("%H:%M:%S"), ", ".join(parts) or "nothing due")
-        )
+        # Results arrive as ticks finish: a tick whose slow job ran long
+        # reports after the next one, so the line says which tick it closes.
+        when = result.at.strftime("%H:%M:%S")
+        console.event("jobs", "tick %s done: %s" % (when, ", ".join(parts) or "nothing due"))
 
     def consume():
         for result in runner.results:
