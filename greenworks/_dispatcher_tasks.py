@@ -13,6 +13,7 @@ import types
 from gevent.event import AsyncResult
 from zope.interface import implementer
 
+from greenworks._checks import is_int, is_real
 from greenworks.clock import get_clock
 from greenworks.exceptions import EmptyStackError, invalid_argument
 from greenworks.interfaces import IDispatchTask, ITaskStack
@@ -142,9 +143,9 @@ class RetryTask:
         self._run = _check_task(task)
         if not callable(retry):
             raise invalid_argument("retry", retry, "a callable returning bool")
-        if isinstance(retries, bool) or not isinstance(retries, int):
+        if not is_int(retries):
             raise invalid_argument("retries", retries, "an int")
-        if isinstance(period, bool) or not isinstance(period, (int, float)) or not period >= 0:
+        if not is_real(period) or not period >= 0:
             raise invalid_argument("period", period, "a number of seconds >= 0")
         self.task = task
         self._retry = retry

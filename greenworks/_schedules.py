@@ -16,6 +16,7 @@ import datetime
 
 from zope.interface import implementer
 
+from greenworks._checks import is_real
 from greenworks.exceptions import InvalidScheduleError, invalid_argument
 from greenworks.interfaces import IJob
 
@@ -27,7 +28,7 @@ _ONE_MICROSECOND = datetime.timedelta(microseconds=1)
 def _seconds(name, value):
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise InvalidScheduleError("%s must be a number of seconds or a timedelta, got %r" % (name, value))
     return float(value)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from gevent.event import Event
 from zope.interface import implementer
 
+from greenworks._checks import is_int, is_real
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IManagedTask
 
@@ -118,7 +119,7 @@ _IDLE = WorkerInfo("idle", WorkerStatus.WAITING)
 def _number(name, value, expected, minimum=None, allow_none=False, finite=False):
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if not is_real(value) or value != value:
         raise invalid_argument(name, value, expected)
     if finite and not math.isfinite(value):
         raise invalid_argument(name, value, expected)
@@ -128,7 +129,7 @@ def _number(name, value, expected, minimum=None, allow_none=False, finite=False)
 
 
 def _count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise invalid_argument(name, value, "an int >= %d" % minimum)
     return value
 

@@ -21,6 +21,7 @@ import random
 
 from zope.interface import implementer
 
+from greenworks._checks import is_int, is_real
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IBackoff
 
@@ -33,13 +34,13 @@ _MAX_EXPONENT = 1023
 
 
 def _check_seconds(name, value, expected):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         raise invalid_argument(name, value, expected)
     return float(value)
 
 
 def _check_attempt(attempt):
-    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+    if not is_int(attempt) or attempt < 0:
         raise invalid_argument("attempt", attempt, "an int >= 0")
     return attempt
 

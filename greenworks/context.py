@@ -32,6 +32,7 @@ it, which is how a derived context is released once its work is done.
 from gevent.event import Event
 from zope.interface import implementer
 
+from greenworks._checks import is_real
 from greenworks.clock import get_clock
 from greenworks.exceptions import Canceled, DeadlineExceeded, invalid_argument
 from greenworks.interfaces import IContext
@@ -224,7 +225,7 @@ def with_timeout(parent, seconds, clock=None):
         already done with :class:`DeadlineExceeded`.
     :raises InvalidArgument: if *seconds* is not a real number.
     """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds:
+    if not is_real(seconds) or seconds != seconds:
         raise invalid_argument("seconds", seconds, "a number of seconds")
     resolved = (
         (parent.clock if parent is not None else _background.clock) if clock is None else get_clock(clock)
@@ -234,6 +235,6 @@ def with_timeout(parent, seconds, clock=None):
 
 def with_deadline(parent, deadline, clock=None):
     """Return a child of *parent* cancelled when ``clock.monotonic()`` reaches *deadline*."""
-    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline != deadline:
+    if not is_real(deadline) or deadline != deadline:
         raise invalid_argument("deadline", deadline, "a monotonic time in seconds")
     return _derive(parent, clock, float(deadline))

@@ -54,6 +54,7 @@ from greenlet import getcurrent
 from zope.interface import implementer
 
 from greenworks import _greenlets
+from greenworks._checks import is_int, is_real
 from greenworks._dispatcher_pool import (
     _BUSY,
     _DRAINING,
@@ -95,7 +96,7 @@ _OVERFLOW_POLICIES = ("stack", "queue", "reject")
 
 
 def _check_count(name, value):
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise invalid_argument(name, value, "an int")
     return value
 
@@ -103,7 +104,7 @@ def _check_count(name, value):
 def _check_seconds(name, value, allow_none=False):
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not is_real(value) or not value > 0:
         raise invalid_argument(name, value, "a number of seconds > 0" + (" or None" if allow_none else ""))
     return float(value)
 

@@ -62,6 +62,7 @@ import gevent
 from gevent.event import Event
 
 from greenworks import _greenlets
+from greenworks._checks import is_real
 from greenworks.clock import get_clock
 from greenworks.context import with_cancel
 from greenworks.coordination._common import check_ttl
@@ -121,7 +122,7 @@ class Runtime:
 
     def __init__(self, *, poll=0.25, margin=1.0, clock=None, logger=None):
         self._poll = check_ttl("poll", poll)
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
+        if not is_real(margin) or not margin >= 0:
             raise invalid_argument("margin", margin, "a number of seconds >= 0")
         self._margin = float(margin)
         self._clock = get_clock(clock)

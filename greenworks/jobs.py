@@ -55,6 +55,7 @@ from gevent.event import AsyncResult, Event
 from zope.interface import implementer
 
 from greenworks import _greenlets
+from greenworks._checks import is_int, is_real
 from greenworks._jobs_results import JobResult, Result, ResultStream, Stats, _Batch
 from greenworks._jobs_workers import _BatchWorkers
 from greenworks._schedules import Cron, Every, Job, job
@@ -94,10 +95,6 @@ DEFAULT_BATCH_BUFFER = 64
 DEFAULT_RESULTS_BUFFER = 8
 
 _US = 1000000
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_jobs(name, jobs):
@@ -161,13 +158,13 @@ class JobRunner(_BatchWorkers):
     ):
         if source is not None and not callable(getattr(source, "get", None)):
             raise invalid_argument("source", source, "None or a queue with a blocking get()")
-        if not _is_int(limit):
+        if not is_int(limit):
             raise invalid_argument("limit", limit, "an int (<= 0 means %d)" % DEFAULT_LIMIT)
-        if not _is_int(batch_buffer):
+        if not is_int(batch_buffer):
             raise invalid_argument("batch_buffer", batch_buffer, "an int (< 1 means 1)")
-        if not _is_int(results_buffer) or results_buffer < 1:
+        if not is_int(results_buffer) or results_buffer < 1:
             raise invalid_argument("results_buffer", results_buffer, "an int >= 1")
-        if isinstance(tick, bool) or not isinstance(tick, (int, float)) or not 0 < tick < math.inf:
+        if not is_real(tick) or not 0 < tick < math.inf:
             raise invalid_argument("tick", tick, "a number of seconds > 0")
         tick_us = round(tick * _US)
         if tick_us < 1000:
@@ -181,7 +178,7 @@ class JobRunner(_BatchWorkers):
             raise invalid_argument("leader", leader, "an ILeaderLock or None")
         if leader_ttl is None:
             leader_ttl = max(2.0 * tick, 1.0)
-        elif isinstance(leader_ttl, bool) or not isinstance(leader_ttl, (int, float)) or not leader_ttl > 0:
+        elif not is_real(leader_ttl) or not leader_ttl > 0:
             raise invalid_argument("leader_ttl", leader_ttl, "a number of seconds > 0 or None")
         if not isinstance(name, str) or not name:
             raise invalid_argument("name", name, "a non-empty str")

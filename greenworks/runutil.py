@@ -37,6 +37,7 @@ import math
 import gevent
 from zope.interface import implementer
 
+from greenworks._checks import is_real
 from greenworks._runutil_core import (
     JobFunc,
     NamedWorker,
@@ -106,7 +107,7 @@ def wait(ctx, seconds):
 
     :raises InvalidArgument: if *seconds* is not a number (NaN included).
     """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or math.isnan(seconds):
+    if not is_real(seconds) or math.isnan(seconds):
         raise invalid_argument("seconds", seconds, "a number of seconds")
     if seconds > 0:
         ctx.sleep(seconds)

@@ -32,6 +32,7 @@ import os
 import re
 import socket
 
+from greenworks._checks import is_real
 from greenworks._version import __version__
 from greenworks.clock import get_clock
 from greenworks.exceptions import invalid_argument
@@ -312,7 +313,7 @@ def wsgi_app(*components, refresh=DEFAULT_REFRESH, clock=None):
         *refresh* is not a positive number.
     """
     _check_components(components)
-    if isinstance(refresh, bool) or not isinstance(refresh, (int, float)) or not refresh > 0:
+    if not is_real(refresh) or not refresh > 0:
         raise invalid_argument("refresh", refresh, "a number of seconds > 0")
     clock = get_clock(clock)
 

@@ -23,6 +23,7 @@ import gevent
 from gevent.event import Event
 from zope.interface import implementer
 
+from greenworks._checks import is_real
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IClock, ITimerHandle
 
@@ -92,7 +93,7 @@ class FakeClock:
             if start.tzinfo is None:
                 start = start.replace(tzinfo=datetime.timezone.utc)
             start = start.timestamp()
-        elif isinstance(start, bool) or not isinstance(start, (int, float)):
+        elif not is_real(start):
             raise invalid_argument("start", start, "a datetime, a POSIX timestamp or None")
         self._wall0 = float(start)
         self._mono0 = self._mono = float(monotonic)
@@ -166,7 +167,7 @@ class FakeClock:
 
         :raises InvalidArgument: if *seconds* is negative or not a number.
         """
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        if not is_real(seconds) or not seconds >= 0:
             raise invalid_argument("seconds", seconds, "a number of seconds >= 0")
         target = self._mono + seconds
         settle()

@@ -4,6 +4,7 @@ import os
 import socket
 import uuid
 
+from greenworks._checks import is_real
 from greenworks.exceptions import invalid_argument
 
 __all__ = ["check_ttl", "new_holder_id"]
@@ -22,6 +23,6 @@ def check_ttl(name, value, allow_none=False):
     """
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not is_real(value) or not value > 0:
         raise invalid_argument(name, value, "a number of seconds > 0")
     return float(value)
