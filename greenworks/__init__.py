@@ -8,6 +8,7 @@ mean different things in different components (``Status``, ``WorkerStatus``,
 
 import logging
 
+from greenworks._component import State
 from greenworks._version import __version__
 from greenworks.backoff import ExponentialBackoff, StaticBackoff
 from greenworks.clock import Clock
@@ -24,6 +25,7 @@ from greenworks.exceptions import (
     LockError,
     ManagerStoppedError,
     PanicError,
+    ReentrantStopError,
     RunnerClosedError,
     ShuttingDownError,
     SkippedDuplicateError,
@@ -77,12 +79,14 @@ __all__ = [
     "ManagerStoppedError",
     "PanicError",
     "RedisLock",
+    "ReentrantStopError",
     "Result",
     "RetryTask",
     "Runner",
     "RunnerClosedError",
     "ShuttingDownError",
     "SkippedDuplicateError",
+    "State",
     "StaticBackoff",
     "StopTimeoutError",
     "TaskAlreadyExistsError",

@@ -21,6 +21,7 @@ __all__ = [
     "LockError",
     "ManagerStoppedError",
     "PanicError",
+    "ReentrantStopError",
     "RunnerClosedError",
     "ShuttingDownError",
     "SkippedDuplicateError",
@@ -50,6 +51,14 @@ def invalid_argument(name, value, expected):
     :param str expected: what would have been accepted, e.g. ``"an int >= 0"``.
     """
     return InvalidArgument("%s must be %s, got %r" % (name, expected, value))
+
+
+class ReentrantStopError(GreenworksError, RuntimeError):
+    """``stop()`` was called from one of the component's own greenlets.
+
+    Such a stop would wait for the very greenlet making the call. Stop the
+    component from elsewhere, or ask another greenlet to do it.
+    """
 
 
 # -- Context ------------------------------------------------------------------

@@ -16,24 +16,43 @@ from zope.interface import Attribute, Interface
 __all__ = [
     "IBackoff",
     "IClock",
+    "IComponent",
+    "IComponentStarted",
+    "IComponentStopped",
     "IContext",
     "IDispatchTask",
     "IDispatcher",
+    "IGreenworksEvent",
+    "IHubBlocked",
     "IJob",
+    "IJobFinished",
     "IJobRunner",
+    "IJobSkipped",
+    "IJobStarted",
     "ILeaderLock",
+    "ILeadershipAcquired",
+    "ILeadershipLost",
     "IManagedTask",
+    "IPoolScaled",
     "IRestartableTask",
     "IRunOnce",
     "IRunner",
     "IStatusSource",
     "ITask",
+    "ITaskFailed",
+    "ITaskGaveUp",
     "ITaskManager",
+    "ITaskRejected",
+    "ITaskRestarted",
     "ITaskStack",
+    "ITaskTimedOut",
     "ITaskWithProgress",
+    "ITicksMissed",
     "ITimerHandle",
     "IWorker",
     "IWorkerConfigurer",
+    "IWorkerExited",
+    "IWorkerStarted",
 ]
 
 
@@ -128,6 +147,67 @@ class IContext(Interface):
 
     def remaining():
         """Seconds before the deadline (``>= 0``), or None without a deadline."""
+
+
+# -- status and lifecycle -----------------------------------------------------
+
+
+class IStatusSource(Interface):
+    """A component that `greenworks.status` can show (Runner, Dispatcher, TaskManager, JobRunner)."""
+
+    def snapshot():
+        """Return the component's state now as a dict of plain JSON types.
+
+        The ``"component"`` key says what it is (``"runner"``, ``"dispatcher"``,
+        ``"taskmanager"``, ``"jobs"``) and ``"name"`` which one. Never blocks;
+        safe to call from any greenlet at any time, before ``run()`` and after
+        ``stop()`` too.
+        """
+
+
+class IComponent(IStatusSource):
+    """A long-running greenworks component: one lifecycle, the same for all of them.
+
+    States (`greenworks.State`): *new* -> ``start()`` -> *running* ->
+    ``stop()`` -> *stopping* (the Dispatcher may be *draining* first) ->
+    *stopped*. Runner, TaskManager and JobRunner are *running* from
+    construction (their seeds start in the constructor); a Dispatcher is
+    *new* until ``start()``/``run()`` and may be started again after it
+    stopped. Every greenlet a component spawns is named ``greenworks.<...>``
+    and tracked, so that after ``stop()`` none of them is left.
+
+    Used as a context manager, ``with component:`` starts it and stops it on
+    the way out, whatever happened inside the block.
+    """
+
+    name = Attribute("str, read-only: the component's name (greenlet names, logs, snapshot()).")
+    state = Attribute("greenworks.State, read-only: where the component is in its lifecycle.")
+
+    def start():
+        """Start the component if it is not running; idempotent. Never blocks.
+
+        :return: the component itself, so ``c = Dispatcher(...).start()`` reads well.
+        """
+
+    def stop(timeout=None):
+        """Stop the component and block until everything it spawned has ended.
+
+        Work in flight is asked to stop (contexts cancelled). What has not
+        ended *timeout* seconds later (on the component's clock; ``None``:
+        each component's documented default) is killed with ``GreenletExit``.
+        Idempotent; a concurrent or later call waits for the same stop.
+
+        :return bool: True if everything ended in time; False if stragglers
+            had to be killed. Never raises for that.
+        :raises ReentrantStopError: called from one of the component's own
+            greenlets, which would wait for itself.
+        """
+
+    def __enter__():
+        """``start()``, then return the component."""
+
+    def __exit__(exc_type, exc_value, traceback):
+        """``stop()``; never suppresses the exception of the block."""
 
 
 # -- seed 000: Runner ---------------------------------------------------------
@@ -617,22 +697,6 @@ class IWorkerConfigurer(Interface):
         """
 
 
-# -- status -----------------------------------------------------------------
-
-
-class IStatusSource(Interface):
-    """A component that `greenworks.status` can show (Runner, Dispatcher, TaskManager, JobRunner)."""
-
-    def snapshot():
-        """Return the component's state now as a dict of plain JSON types.
-
-        The ``"component"`` key says what it is (``"runner"``, ``"dispatcher"``,
-        ``"taskmanager"``, ``"jobs"``) and ``"name"`` which one. Never blocks;
-        safe to call from any greenlet at any time, before ``run()`` and after
-        ``stop()`` too.
-        """
-
-
 # -- coordination -------------------------------------------------------------
 
 
@@ -690,3 +754,143 @@ class ILeaderLock(Interface):
         :return bool: True for exactly one caller per key while the claim lives.
         :raises InvalidArgument: *ttl* is not a number > 0, or *key* not a str.
         """
+
+
+# -- events -------------------------------------------------------------------
+#
+# Published with ``zope.event.notify`` (see `greenworks.events`), like
+# gevent's own `gevent.events`. Subscribers run synchronously on the greenlet
+# that emitted the event, so they must not block; one that raises is logged
+# once and never breaks the component.
+
+
+class IGreenworksEvent(Interface):
+    """Something that happened to a greenworks component."""
+
+    component = Attribute(
+        "The component object that emitted the event (None for HubBlocked of a foreign greenlet)."
+    )
+    name = Attribute("str: the component's name (None when there is no component).")
+    at = Attribute("datetime, aware UTC: the component's clock's wall time when it happened.")
+
+
+class IComponentStarted(IGreenworksEvent):
+    """The component entered *running*."""
+
+
+class IComponentStopped(IGreenworksEvent):
+    """The component reached *stopped*."""
+
+    clean = Attribute("bool: True if everything ended in time, False if stragglers were killed.")
+
+
+class IPoolScaled(IGreenworksEvent):
+    """A Dispatcher grew or shrank its pool of workers."""
+
+    before = Attribute("int: workers before.")
+    after = Attribute("int: workers after.")
+    reason = Attribute('str: "backlog" (work waited), "idle" (quiet period) or "resize" (resize() called).')
+
+
+class ITaskFailed(IGreenworksEvent):
+    """A Dispatcher task raised."""
+
+    task = Attribute("The task (or the submitted call).")
+    error = Attribute("The exception it raised.")
+
+
+class ITaskTimedOut(IGreenworksEvent):
+    """A Dispatcher task ran past ``task_timeout`` and was interrupted."""
+
+    task = Attribute("The task (or the submitted call).")
+    seconds = Attribute("float: the task_timeout it overran.")
+
+
+class ITaskRejected(IGreenworksEvent):
+    """A Dispatcher task was not kept (a full buffer with ``overflow="reject"``, or refused after stop)."""
+
+    task = Attribute("The task (or the submitted call).")
+
+
+class IWorkerStarted(IGreenworksEvent):
+    """A Runner started the worker of a task (``run(ctx)`` is about to be called)."""
+
+    task = Attribute("The task.")
+
+
+class IWorkerExited(IGreenworksEvent):
+    """A Runner worker ended."""
+
+    task = Attribute("The task.")
+    error = Attribute("The exception ``new_worker`` or ``run`` raised, or None.")
+
+
+class ITaskRestarted(IGreenworksEvent):
+    """A TaskManager task failed and will run again."""
+
+    task_name = Attribute("str: the task's name.")
+    restarts = Attribute("int: restarts so far, this one included.")
+    error = Attribute("The exception of the failed run.")
+
+
+class ITaskGaveUp(IGreenworksEvent):
+    """A TaskManager task failed for good (not restartable, or over ``max_restarts``)."""
+
+    task_name = Attribute("str: the task's name.")
+    restarts = Attribute("int: restarts it had.")
+    error = Attribute("The exception of its last run.")
+
+
+class IJobStarted(IGreenworksEvent):
+    """A JobRunner job began running."""
+
+    job_id = Attribute("str: the job's id.")
+    tick = Attribute("datetime: the due time (tick) it runs for.")
+
+
+class IJobFinished(IGreenworksEvent):
+    """A JobRunner job ended."""
+
+    job_id = Attribute("str: the job's id.")
+    tick = Attribute("datetime: the due time (tick) it ran for.")
+    value = Attribute("What the job returned (None on error).")
+    error = Attribute("None, or the job's error (a PanicError, a returned exception, DeadlineExceeded).")
+    duration = Attribute("float: seconds it ran.")
+    lateness = Attribute("float: seconds between its due time and its start.")
+
+
+class IJobSkipped(IGreenworksEvent):
+    """A due JobRunner job was not run."""
+
+    job_id = Attribute("str: the job's id.")
+    tick = Attribute("datetime: the due time it was skipped for.")
+    reason = Attribute(
+        'str: "dedupe" / "max_instances", "limit" (stopped while waiting for a slot), "claimed" (another'
+        ' process has it), "not_leader", "paused" or "misfired".'
+    )
+
+
+class ITicksMissed(IGreenworksEvent):
+    """A JobRunner's hub was busy past tick boundaries."""
+
+    count = Attribute("int: tick boundaries that passed unseen.")
+
+
+class ILeadershipAcquired(IGreenworksEvent):
+    """A JobRunner took its leader lock."""
+
+
+class ILeadershipLost(IGreenworksEvent):
+    """A JobRunner lost (or gave up) its leader lock."""
+
+    reason = Attribute('str: "lost" (renewal failed), "error" (backend unreachable), "fenced", "stopped".')
+
+
+class IHubBlocked(IGreenworksEvent):
+    """The event loop did not run for longer than ``max_blocking_time`` (`greenworks.monitor`)."""
+
+    seconds = Attribute("float: how long the loop had been blocked when it was seen.")
+    greenlet_name = Attribute("str: the name of the greenlet that was running (ours or not).")
+    component_name = Attribute("str or None: the greenworks component that greenlet belongs to.")
+    task_or_job = Attribute("str or None: the task or job id it was running, when known.")
+    stack = Attribute("str: the formatted stack of that greenlet at the time.")
