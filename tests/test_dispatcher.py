@@ -93,7 +93,8 @@ class TestConstruction:
         assert (dispatcher.min_workers, dispatcher.max_workers) == (2, 8)
 
     @pytest.mark.parametrize(
-        ("args", "name"), [((5, -3, 2), "min_workers"), ((5, 4, 2), "min_workers"), ((10, 0, 0), "max_workers")]
+        ("args", "name"),
+        [((5, -3, 2), "min_workers"), ((5, 4, 2), "min_workers"), ((10, 0, 0), "max_workers")],
     )
     def test_refuses_bounds_that_cannot_run(self, args, name):
         """[issue 14 item 3] max_workers < 1, min_workers < 0 and min > max raise instead of being clamped."""
@@ -597,7 +598,7 @@ class TestQuit:
         assert dispatcher.stats()["buffered"] == 3
 
     def test_drain_with_no_workers_starts_one(self, make):
-        """quit(True) of a pool with min_workers=0 runs a backlog queued before run() on a worker it starts."""
+        """quit(True) with min_workers=0 runs a backlog queued before run() on a worker it starts."""
         dispatcher, counter = make(5, 0, 1), Counter()
         for key in range(5):
             dispatcher.dispatch(counter.task(key))

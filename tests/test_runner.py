@@ -736,7 +736,7 @@ class TestStopTimeout:
             release_and_stop(runner, factory)
 
     def test_default_stop_timeout_kills_a_stubborn_worker_after_ten_seconds(self, clock):
-        """[issue 14 item 4] By default (stop_timeout=10 s) stop() kills a worker ignoring ctx and returns False."""
+        """[issue 14 item 4] By default (stop_timeout=10 s) stop() kills a stubborn worker, returns False."""
         a = Key("a")
         factory = Factory(stubborn=[a])
         runner = Runner(factory, clock=clock)

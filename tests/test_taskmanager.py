@@ -518,7 +518,7 @@ class TestChecklist:
         assert len(errors) == 1 and errors[0].exc_info[1].args == ("bad",)
 
     def test_non_restartable_failure_leaves_a_trace(self, managers, clock):
-        """[issue 14 item 8] A failed non-restartable task is in failed_tasks() and its handle carries the error."""
+        """[issue 14 item 8] A failed non-restartable task is in failed_tasks(); its handle has the error."""
         manager = managers(1, 1, 1.0, clock=clock)
         task = ControlledTask("t")
         sched = start(manager, task)
