@@ -12,9 +12,11 @@ each takes 0.2-3 s. The chaos test runs GREENWORKS_CHAOS_SECONDS (default 20).
 import collections
 import dataclasses
 import enum
+import json
 import logging
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -762,3 +764,38 @@ class TestChaos:
                 max(takeovers),
             )
         )
+
+
+# -- benchmarks ----------------------------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = """
+from gevent import monkey
+monkey.patch_all()
+import json, sys
+sys.path.insert(0, %r)
+from benchmarks import bench_cluster
+from benchmarks._harness import run_scenario
+names = ("cluster_apply", "cluster_heartbeat")
+print(json.dumps([run_scenario(n, "tiny", out=lambda line: None) for n in names]))
+"""
+
+
+class TestBenchmarks:
+    @pytest.mark.timeout(60)
+    def test_cluster_scenarios_do_their_work_at_tiny_size(self):
+        """The bench_cluster scenarios at tiny size: every task leased and started, one script per beat."""
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not on PATH")
+        # A child process, so these scenarios do not join the suite's own registry of scenarios.
+        out = subprocess.run(
+            [sys.executable, "-c", TINY % ROOT], capture_output=True, text=True, timeout=60, check=True
+        )
+        apply, heartbeat = json.loads(out.stdout.splitlines()[-1])
+        tasks = apply["params"]["tasks"]
+        for work in apply["measurements"]["cluster_apply"]["greenworks ClusterRunner"]["work"]:
+            assert work["done"] == work["leases"] == work["starts"] == tasks
+        for name, entry in heartbeat["measurements"]["cluster_heartbeat"].items():
+            assert entry["samples"] == [1.0] * heartbeat["repeat"], name
+            assert all(w["beats"] >= heartbeat["params"]["beats"] for w in entry["work"]), name
+        assert [t["verdict"] for t in apply["targets"] + heartbeat["targets"]] == ["PASS", "PASS"]
