@@ -62,10 +62,9 @@ from zope.interface import implementer
 from greenworks import _checks
 from greenworks._cluster_membership import MembershipBeat, RedisMembership
 from greenworks._component import Lifecycle, State, iso
-from greenworks._runner_status import WorkerStatus
 from greenworks.exceptions import DeadlineExceeded, RunnerClosedError, invalid_argument
 from greenworks.interfaces import IClusterRunner, IContext, IMembership
-from greenworks.runner import Runner
+from greenworks.runner import Runner, WorkerStatus
 
 __all__ = ["ClusterRunner", "MembershipBeat", "RedisMembership", "default_key", "rendezvous_owner"]
 
@@ -454,7 +453,7 @@ class ClusterRunner:
                 self._clock.wait(self._wake, self._next_wait())
 
     def _next_wait(self) -> float:
-        now = self._clock.monotonic()
+        now: float = self._clock.monotonic()
         wait = self._last_sent + self._heartbeat - now
         if self._quiet_until > now:
             wait = min(wait, self._quiet_until - now)
