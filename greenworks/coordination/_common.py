@@ -6,7 +6,7 @@ import os
 import socket
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal, overload
 
 from greenworks import _checks
 
@@ -16,6 +16,14 @@ __all__ = ["BackendHealth", "ClaimResult", "check_ttl", "fence_floor", "new_hold
 def new_holder_id() -> str:
     """Return a fresh ``host:pid:nonce`` id naming one lock instance in one process."""
     return "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:12])
+
+
+@overload
+def check_ttl(name: str, value: Any, allow_none: Literal[False] = False) -> float: ...
+
+
+@overload
+def check_ttl(name: str, value: Any, allow_none: bool) -> float | None: ...
 
 
 def check_ttl(name: str, value: Any, allow_none: bool = False) -> float | None:

@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import logging
 import os
+from typing import Any
 
 import gevent
 from zope.interface import implementer
@@ -28,7 +29,7 @@ _MUTEX_SPINS = 200
 _SWEEP_INTERVAL = 30.0
 
 
-def _would_block(exc):
+def _would_block(exc: OSError) -> bool:
     return exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
 
 
@@ -76,55 +77,56 @@ class FileLock:
         construction rather than by never leading.
     """
 
-    def __init__(self, path, *, claims_dir=None, clock=None, logger=None):
+    def __init__(
+        self, path: Any, *, claims_dir: Any = None, clock: Any = None, logger: logging.Logger | None = None
+    ) -> None:
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise invalid_argument("path", path, "a file path (str or os.PathLike)")
-        path = os.fspath(path)
         if claims_dir is not None and not isinstance(claims_dir, (str, os.PathLike)):
             raise invalid_argument("claims_dir", claims_dir, "a directory path or None")
-        self._path = path
-        self._claims_dir = os.fspath(claims_dir) if claims_dir is not None else path + ".claims"
-        self._fence_path = path + ".fence"
+        self._path: str = os.fspath(path)
+        self._claims_dir: str = os.fspath(claims_dir) if claims_dir is not None else self._path + ".claims"
+        self._fence_path = self._path + ".fence"
         self._clock = get_clock(clock)
         self._logger = logger or logging.getLogger(__name__)
-        self._fd = None
+        self._fd: int | None = None
         self._pid = os.getpid()
         self._held = False
         self._holder = new_holder_id()
-        self._token = None
-        self._last_sweep = None
-        self._health = BackendHealth("file lock %s" % path, self._logger)
-        _check_writable("path", path)
+        self._token: int | None = None
+        self._last_sweep: float | None = None
+        self._health = BackendHealth("file lock %s" % self._path, self._logger)
+        _check_writable("path", self._path)
         _check_writable("claims_dir", self._claims_dir, directory=True)
 
     # -- reading -------------------------------------------------------------
 
     @property
-    def path(self):
+    def path(self) -> str:
         """The lock file's path."""
         return self._path
 
     @property
-    def holder(self):
+    def holder(self) -> str:
         self._check_fork()
         return self._holder
 
     @property
-    def is_held(self):
+    def is_held(self) -> bool:
         self._check_fork()
         return self._held
 
     @property
-    def token(self):
+    def token(self) -> int | None:
         """The fencing token of the held lease (an int), or None while not held."""
         self._check_fork()
         return self._token if self._held else None
 
     @property
-    def last_error(self):
+    def last_error(self) -> BaseException | None:
         return self._health.last_error
 
-    def read_holder(self):
+    def read_holder(self) -> str:
         """Return the id last written into the lock file ("" if none).
 
         Diagnostic only: after the holder died the file still names it until
@@ -138,7 +140,7 @@ class FileLock:
 
     # -- the lease -----------------------------------------------------------
 
-    def _check_fork(self):
+    def _check_fork(self) -> None:
         pid = os.getpid()
         if pid == self._pid:
             return
@@ -156,7 +158,7 @@ class FileLock:
         self._pid = pid
         self._holder = new_holder_id()
 
-    def _drop(self):
+    def _drop(self) -> None:
         fd, self._fd = self._fd, None
         self._held = False
         if fd is not None:
@@ -165,13 +167,15 @@ class FileLock:
             except OSError:
                 pass
 
-    def _same_file(self):
+    def _same_file(self) -> bool:
+        if self._fd is None:
+            return False
         try:
             return os.stat(self._path).st_ino == os.fstat(self._fd).st_ino
         except OSError:
             return False
 
-    def acquire(self, ttl=None):
+    def acquire(self, ttl: float | None = None) -> bool:
         """Try once, without waiting, to take the flock; see `ILeaderLock.acquire`.
 
         *ttl* is accepted for the interface's sake and validated; the flock
@@ -226,7 +230,7 @@ class FileLock:
         self._logger.info("file lock %s acquired by %s (token %d)", self._path, self._holder, token)
         return True
 
-    def _next_token(self):
+    def _next_token(self) -> int:
         """Increment the fence counter under the claims mutex; return the new token."""
         mutex = self._open_mutex()
         try:
@@ -241,11 +245,11 @@ class FileLock:
         finally:
             os.close(mutex)
 
-    def _open_mutex(self):
+    def _open_mutex(self) -> int:
         os.makedirs(self._claims_dir, exist_ok=True)
         return os.open(os.path.join(self._claims_dir, ".mutex"), _OPEN_FLAGS, 0o644)
 
-    def renew(self):
+    def renew(self) -> bool:
         """Return whether the flock is still ours (the file was not replaced). Never blocks."""
         self._check_fork()
         if not self._held:
@@ -257,10 +261,10 @@ class FileLock:
         self._health.ok()
         return True
 
-    def release(self):
+    def release(self) -> None:
         """Unlock and close the descriptor if held; idempotent; never blocks."""
         self._check_fork()
-        if not self._held:
+        if not self._held or self._fd is None:
             return
         try:
             os.ftruncate(self._fd, 0)
@@ -273,7 +277,7 @@ class FileLock:
 
     # -- claims --------------------------------------------------------------
 
-    def _lock_mutex(self, fd):
+    def _lock_mutex(self, fd: int) -> None:
         for _ in range(_MUTEX_SPINS):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -286,7 +290,7 @@ class FileLock:
         # is a handful of syscalls, so a blocking flock is brief.
         fcntl.flock(fd, fcntl.LOCK_EX)
 
-    def claim(self, key, ttl):
+    def claim(self, key: str, ttl: float) -> ClaimResult:
         """Claim *key* for *ttl* seconds across every process of this host, fenced.
 
         Exactly one caller gets ``CLAIMED`` per key while the claim lives (a
@@ -338,7 +342,7 @@ class FileLock:
         finally:
             os.close(mutex)  # also drops the mutex flock
 
-    def _fenced(self, latest):
+    def _fenced(self, latest: int | None) -> ClaimResult:
         if self._held:
             self._logger.warning(
                 "file lock %s: %s is stale (token %d, the lock's latest is %s); lease dropped",
@@ -350,7 +354,7 @@ class FileLock:
             self._drop()
         return ClaimResult.FENCED
 
-    def _maybe_sweep(self, now):
+    def _maybe_sweep(self, now: float) -> None:
         if self._last_sweep is not None and now - self._last_sweep < _SWEEP_INTERVAL:
             return
         self._last_sweep = now
@@ -365,11 +369,11 @@ class FileLock:
                     except FileNotFoundError:
                         pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<FileLock %s holder=%s held=%s>" % (self._path, self._holder, self._held)
 
 
-def _check_writable(argument, path, directory=False):
+def _check_writable(argument: str, path: str, directory: bool = False) -> None:
     """Create *path* (a file, or a directory and its mutex file) now; raise InvalidArgument if we cannot."""
     try:
         if directory:
@@ -384,7 +388,7 @@ def _check_writable(argument, path, directory=False):
         ) from exc
 
 
-def _read_int(path):
+def _read_int(path: str) -> int | None:
     """Return the int stored in *path*, or None when it is missing or unreadable."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -393,7 +397,7 @@ def _read_int(path):
         return None
 
 
-def _read_expiry(path):
+def _read_expiry(path: str) -> float | None:
     """Return the expiry stored in claim file *path*, or None if there is none."""
     try:
         with open(path, encoding="utf-8") as f:

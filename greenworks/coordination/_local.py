@@ -3,6 +3,7 @@
 """
 
 import logging
+from typing import Any
 
 from zope.interface import implementer
 
@@ -21,15 +22,15 @@ class _LocalState:
 
     __slots__ = ("owner", "expires", "claims", "clock", "fence")
 
-    def __init__(self, clock):
+    def __init__(self, clock: Any) -> None:
         self.clock = clock
-        self.owner = None
-        self.expires = None
-        self.claims = {}
+        self.owner: LocalLock | None = None
+        self.expires: float | None = None
+        self.claims: dict[str, float] = {}
         #: The latest fencing token handed out (one counter for all peers).
         self.fence = 0
 
-    def claim(self, key, ttl, token):
+    def claim(self, key: str, ttl: float, token: int | None) -> ClaimResult:
         if token is not None and token < self.fence:
             return ClaimResult.FENCED
         now = self.clock.monotonic()
@@ -72,15 +73,17 @@ class LocalLock:
         on its ``monotonic()``.
     """
 
-    def __init__(self, ttl=None, *, clock=None, logger=None):
+    def __init__(
+        self, ttl: float | None = None, *, clock: Any = None, logger: logging.Logger | None = None
+    ) -> None:
         self._ttl = check_ttl("ttl", ttl, allow_none=True)
         self._state = _LocalState(get_clock(clock))
         self._lease_ttl = self._ttl
         self._holder = new_holder_id()
         self._logger = logger or logging.getLogger(__name__)
-        self._token = None
+        self._token: int | None = None
 
-    def peer(self):
+    def peer(self) -> "LocalLock":
         """Return a new `LocalLock` sharing this one's lease and claims (another holder)."""
         other = LocalLock.__new__(LocalLock)
         other._ttl = self._ttl
@@ -92,27 +95,27 @@ class LocalLock:
         return other
 
     @property
-    def holder(self):
+    def holder(self) -> str:
         return self._holder
 
     @property
-    def is_held(self):
+    def is_held(self) -> bool:
         state = self._state
         if state.owner is not self:
             return False
         return state.expires is None or state.expires > state.clock.monotonic()
 
     @property
-    def token(self):
+    def token(self) -> int | None:
         """The fencing token of the held lease (an int), or None while not held."""
         return self._token if self.is_held else None
 
     @property
-    def last_error(self):
+    def last_error(self) -> BaseException | None:
         """Always None: there is no backend to fail."""
         return None
 
-    def _live_owner(self):
+    def _live_owner(self) -> "LocalLock | None":
         state = self._state
         if state.owner is None:
             return None
@@ -120,7 +123,7 @@ class LocalLock:
             return None
         return state.owner
 
-    def acquire(self, ttl=None):
+    def acquire(self, ttl: float | None = None) -> bool:
         """Take the lease (or extend it if already held); see `ILeaderLock.acquire`.
 
         :param float ttl: seconds; ``None`` uses the constructor's *ttl*.
@@ -142,7 +145,7 @@ class LocalLock:
         state.expires = None if ttl is None else state.clock.monotonic() + ttl
         return True
 
-    def renew(self):
+    def renew(self) -> bool:
         if not self.is_held:
             return False
         state = self._state
@@ -150,7 +153,7 @@ class LocalLock:
             state.expires = state.clock.monotonic() + self._lease_ttl
         return True
 
-    def release(self):
+    def release(self) -> None:
         """Give the lease up if this instance holds it; idempotent."""
         state = self._state
         if state.owner is self:
@@ -158,7 +161,7 @@ class LocalLock:
             state.expires = None
             self._logger.debug("local lock released by %s", self._holder)
 
-    def claim(self, key, ttl):
+    def claim(self, key: str, ttl: float) -> ClaimResult:
         """Claim *key* for *ttl* seconds, fenced by this instance's latest token.
 
         :return ClaimResult: truthy (``CLAIMED``) once per key while the claim
@@ -174,5 +177,5 @@ class LocalLock:
             self.release()
         return result
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<LocalLock holder=%s held=%s>" % (self._holder, self.is_held)

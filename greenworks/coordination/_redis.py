@@ -7,6 +7,7 @@ Needs redis-py (``pip install greenworks[redis]``); it is imported when a
 
 import logging
 import os
+from typing import Any
 
 import gevent
 from gevent.event import Event
@@ -87,7 +88,7 @@ return 0
 _CLAIM_RESULTS = {0: ClaimResult.TAKEN, 1: ClaimResult.CLAIMED, 2: ClaimResult.FENCED}
 
 
-def _import_redis():
+def _import_redis() -> Any:
     try:
         import redis
     except ImportError as exc:
@@ -97,7 +98,7 @@ def _import_redis():
     return redis
 
 
-def _ms(seconds):
+def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
@@ -157,15 +158,15 @@ class RedisLock:
 
     def __init__(
         self,
-        client_or_url,
-        name,
-        ttl=10.0,
+        client_or_url: Any,
+        name: str,
+        ttl: float = 10.0,
         *,
-        renew_interval=None,
-        lease_registry=None,
-        clock=None,
-        logger=None,
-    ):
+        renew_interval: float | None = None,
+        lease_registry: Any = None,
+        clock: Any = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
         redis = _import_redis()
         if not isinstance(name, str) or not name:
             raise invalid_argument("name", name, "a non-empty str")
@@ -196,11 +197,11 @@ class RedisLock:
         self._pid = os.getpid()
         self._new_identity()
 
-    def _new_identity(self):
+    def _new_identity(self) -> None:
         self._holder = new_holder_id()
         self._registration = Registration(self._registry_dir, self._holder.rsplit(":", 1)[1], self._logger)
         self._held = False
-        self._token = None
+        self._token: int | None = None
         self._lease_ttl = self._ttl
         self._valid_until = 0.0
         # True once we may have left our id in Redis (sent an acquire whose
@@ -212,41 +213,41 @@ class RedisLock:
     # -- reading -------------------------------------------------------------
 
     @property
-    def name(self):
+    def name(self) -> str:
         """The Redis key of the lease."""
         return self._name
 
     @property
-    def holder(self):
+    def holder(self) -> str:
         self._check_fork()
         return self._holder
 
     @property
-    def is_held(self):
+    def is_held(self) -> bool:
         self._check_fork()
         return self._held and self._clock.monotonic() < self._valid_until
 
     @property
-    def token(self):
+    def token(self) -> int | None:
         """The fencing token of the held lease (an int), or None while not held."""
         return self._token if self.is_held else None
 
     @property
-    def last_error(self):
+    def last_error(self) -> BaseException | None:
         return self._health.last_error
 
-    def _check_fork(self):
+    def _check_fork(self) -> None:
         if os.getpid() != self._pid:
             # A forked child is a new contender, never the parent's holder.
             self._pid = os.getpid()
             self._new_identity()
 
-    def _errors(self):
+    def _errors(self) -> tuple[type[BaseException], ...]:
         return (self._redis.RedisError, OSError)
 
     # -- the lease -----------------------------------------------------------
 
-    def acquire(self, ttl=None):
+    def acquire(self, ttl: float | None = None) -> bool:
         """Try once to take the lease for *ttl* seconds; see `ILeaderLock.acquire`.
 
         Already held: renews instead (same token). On success the renewal
@@ -289,7 +290,7 @@ class RedisLock:
         self._start_renewer()
         return True
 
-    def renew(self):
+    def renew(self) -> bool:
         """Extend the held lease by its ttl (compare-and-set); see `ILeaderLock.renew`.
 
         A missing or foreign key, or an error, ends the lease here (False).
@@ -313,11 +314,11 @@ class RedisLock:
         self._valid_until = started + self._lease_ttl
         return True
 
-    def _lose(self):
+    def _lose(self) -> None:
         self._held = False
         self._stop_renewer.set()
 
-    def release(self):
+    def release(self) -> None:
         """Delete the lease if it still holds our id; stop the renewal greenlet.
 
         Idempotent. Waits for the renewal greenlet to finish (at most one
@@ -342,7 +343,7 @@ class RedisLock:
         self._health.ok()
         self._logger.info("redis lock %s released by %s", self._name, self._holder)
 
-    def _start_renewer(self):
+    def _start_renewer(self) -> None:
         if self._renewer is not None and not self._renewer.dead:
             return
         self._stop_renewer = Event()
@@ -350,7 +351,7 @@ class RedisLock:
             "greenworks.coordination.redis[%s]" % self._name, self._renew_loop, self._stop_renewer
         )
 
-    def _renew_loop(self, stop):
+    def _renew_loop(self, stop: Event) -> None:
         pid = os.getpid()
         while True:
             interval = self._renew_interval or self._lease_ttl / 3.0
@@ -361,7 +362,7 @@ class RedisLock:
 
     # -- claims --------------------------------------------------------------
 
-    def claim(self, key, ttl):
+    def claim(self, key: str, ttl: float) -> ClaimResult:
         """Claim *key* for *ttl* seconds, fenced by this instance's latest token (one script).
 
         :return ClaimResult: see `IFencedLock.claim`; ``FENCED`` also drops the lease.
@@ -392,7 +393,7 @@ class RedisLock:
             self._lose()
         return result
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<RedisLock %s holder=%s held=%s token=%s>" % (
             self._name,
             self._holder,
@@ -401,7 +402,7 @@ class RedisLock:
         )
 
 
-def client_from_url(redis, url, timeout):
+def client_from_url(redis: Any, url: str, timeout: float) -> Any:
     """Build a redis-py client for *url* with *timeout* s socket timeouts and no retries."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry

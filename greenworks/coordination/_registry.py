@@ -62,7 +62,8 @@ def registry_dir(registry: Any = None) -> str | None:
         return None
     if registry is None:
         return os.environ.get(ENV) or os.path.join(tempfile.gettempdir(), "greenworks-leases")
-    return os.fspath(registry)
+    path: str = os.fspath(registry)
+    return path
 
 
 def connection_spec(client: Any) -> dict[str, Any] | None:
