@@ -46,8 +46,6 @@ Local workers run on an inner `greenworks.runner.Runner` (same states,
 """
 
 import dataclasses
-import enum
-import hashlib
 import logging
 import uuid
 import weakref
@@ -60,6 +58,7 @@ from greenlet import getcurrent
 from zope.interface import implementer
 
 from greenworks import _checks
+from greenworks._cluster_keys import default_key, member_weight, rendezvous_owner
 from greenworks._cluster_membership import MembershipBeat, RedisMembership
 from greenworks._component import Lifecycle, State, iso
 from greenworks.exceptions import DeadlineExceeded, RunnerClosedError, invalid_argument
@@ -70,69 +69,8 @@ __all__ = ["ClusterRunner", "MembershipBeat", "RedisMembership", "default_key", 
 
 logger = logging.getLogger(__name__)
 
-_LEAVES = (str, int, float, bytes, bool, type(None), enum.Enum)
-_MAX_DEPTH = 8
-# dataclass type -> names of the fields its repr shows.
-_FIELDS: dict[type, tuple[str, ...]] = {}
 # membership -> the ClusterRunner driving it (one driver each).
 _DRIVERS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
-
-
-def _stable(value: Any, depth: int) -> bool:
-    if isinstance(value, _LEAVES):
-        return True
-    if depth >= _MAX_DEPTH:
-        return False
-    if isinstance(value, tuple):
-        return all(_stable(item, depth + 1) for item in value)
-    cls = type(value)
-    names = _FIELDS.get(cls)
-    if names is None:
-        if not dataclasses.is_dataclass(value) or isinstance(value, type):
-            return False
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(value) if f.repr)
-    return all(_stable(getattr(value, name), depth + 1) for name in names)
-
-
-def default_key(task: Any) -> str:
-    """Return ``repr(task)`` when that is the same in every process, else raise.
-
-    Accepted: str, int, float, bool, None, bytes, enum members, and tuples
-    and dataclasses made of those (nested up to 8 levels). Not accepted:
-    sets (their order follows the per-process string hash), objects whose
-    repr shows their address, anything else.
-
-    :raises InvalidArgument: naming the task; pass ``key=`` to the runner.
-    """
-    if not _stable(task, 0):
-        raise invalid_argument(
-            "tasks",
-            task,
-            "a task with a stable key: str, int, tuple or dataclass of such values"
-            " (or build the ClusterRunner with key=)",
-        )
-    return repr(task)
-
-
-def _weight(member: bytes, key: bytes) -> bytes:
-    # Bytes compare like the big-endian integers they spell.
-    return hashlib.blake2b(member + b"\x00" + key, digest_size=8).digest()
-
-
-def rendezvous_owner(members: Iterable[str], key: str) -> str | None:
-    """Return the member rendezvous hashing gives *key* to (None without members).
-
-    The same in every process and Python version: ``blake2b`` of the member
-    id and the key; ties (impossible in practice) go to the smaller id.
-    """
-    raw = key.encode("utf-8")
-    best = None
-    best_weight = b""
-    for member in sorted(members):
-        weight = _weight(member.encode("utf-8"), raw)
-        if weight > best_weight:
-            best, best_weight = member, weight
-    return best
 
 
 class _Leased:
@@ -559,7 +497,7 @@ class ClusterRunner:
             kb = key.encode("utf-8")
             best, best_weight = None, b""
             for member, mb in raw:
-                weight = _weight(mb, kb)
+                weight = member_weight(mb, kb)
                 if weight > best_weight:
                     best, best_weight = member, weight
             if best == me:
