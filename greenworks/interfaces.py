@@ -248,7 +248,7 @@ class IWorker(Interface):
         """
 
 
-class IRunner(Interface):
+class IRunner(IComponent):
     """Keeps exactly one worker greenlet running per unique desired task.
 
     Runner states: *open* -> (``stop()``) -> *closed*. While open,
@@ -353,7 +353,7 @@ class ITaskStack(Interface):
         """
 
 
-class IDispatcher(Interface):
+class IDispatcher(IComponent):
     """An elastic pool of worker greenlets fed from a bounded buffer.
 
     States (`greenworks.dispatcher.Status`, Go's values): STOPPED(0) ->
@@ -490,7 +490,7 @@ class ITaskWithProgress(IManagedTask):
         """Return a short human description; an exception reads as "". Must not block."""
 
 
-class ITaskManager(Interface):
+class ITaskManager(IComponent):
     """Named unique tasks on an elastic pool of workers, with supervision.
 
     Task states: *not assigned* (queued, worker 0) -> *running* (on a
@@ -585,7 +585,7 @@ class IJob(Interface):
         """
 
 
-class IJobRunner(Interface):
+class IJobRunner(IComponent):
     """Runs the due jobs on each wall-clock tick, under a global concurrency limit.
 
     States: *running* (from construction) -> ``stop()`` -> *stopped* (no new

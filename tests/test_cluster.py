@@ -798,4 +798,7 @@ class TestBenchmarks:
         for name, entry in heartbeat["measurements"]["cluster_heartbeat"].items():
             assert entry["samples"] == [1.0] * heartbeat["repeat"], name
             assert all(w["beats"] >= heartbeat["params"]["beats"] for w in entry["work"]), name
-        assert [t["verdict"] for t in apply["targets"] + heartbeat["targets"]] == ["PASS", "PASS"]
+        # Round trips are counted, not timed: that verdict is exact. The apply
+        # ratio is a timing, judged by `make bench`, never by a test.
+        assert [t["verdict"] for t in heartbeat["targets"]] == ["PASS"]
+        assert [t["verdict"] in ("PASS", "MISS") for t in apply["targets"]] == [True]
