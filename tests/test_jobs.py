@@ -711,7 +711,7 @@ class TestPush:
 
 class TestStop:
     def test_waiting_jobs_get_shutting_down(self, clock, runners):
-        """[MATCH] Jobs still waiting for a slot when stop() is called are not run and get a ShuttingDownError."""
+        """[MATCH] Jobs still waiting for a slot at stop() are not run and get a ShuttingDownError."""
         r = runners(None, 1)
         gate = runners.gate()
         a, b, c = Gated("a", gate), Gated("b", gate), Gated("c", gate)
@@ -799,7 +799,7 @@ class TestStop:
         assert drain(r)[0].items[0].value == "stopped"
 
     def test_waiting_stop_from_inside_a_job_raises(self, clock, runners):
-        """[issue 14 item 4] stop() (which waits) from a job raises ReentrantStopError instead of deadlocking."""
+        """[issue 14 item 4] stop() (which waits) from a job raises ReentrantStopError, no deadlock."""
         r = runners()
         r.set_jobs([job("stopper", lambda: r.stop())])
         clock.advance(60)
