@@ -479,12 +479,6 @@ def _run(listener, console, clock, seconds):
     jobrunner.set_jobs(make_jobs(clock, shutdown))
     components = (runner, dispatcher, manager, jobrunner)
 
-    status_server = WSGIServer(listener, status.wsgi_app(*components), log=None, error_log=None)
-    status_server.start()
-    url = "http://127.0.0.1:%d/" % status_server.server_port
-    console.say("status page %s (JSON at %sstatus.json)" % (url, url))
-    console.say("running for %gs; Ctrl-C or SIGTERM stops it early" % seconds)
-
     root = with_cancel(None)
     received = []
 
@@ -494,7 +488,14 @@ def _run(listener, console, clock, seconds):
             received.append("closed output")
             root.cancel()
 
+    # Set before the first line is written: the reader may be gone by the second.
     console.on_broken = on_output_closed
+
+    status_server = WSGIServer(listener, status.wsgi_app(*components), log=None, error_log=None)
+    status_server.start()
+    url = "http://127.0.0.1:%d/" % status_server.server_port
+    console.say("status page %s (JSON at %sstatus.json)" % (url, url))
+    console.say("running for %gs; Ctrl-C or SIGTERM stops it early" % seconds)
 
     def on_signal(signum):
         name = signal.Signals(signum).name

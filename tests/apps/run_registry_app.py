@@ -105,3 +105,19 @@ def bad_factory(_registry):
 
 bad_factory_registry = Components("bad_factory")
 provide_worker(bad_factory_registry, bad_factory)
+
+
+def finished_at_once(ctx):
+    say("finished at once")
+
+
+@implementer(IWorkerConfigurer)
+class Quick:
+    def workers(self):
+        return [finished_at_once]
+
+
+#: One worker that returns at once, so the command installs its signal
+#: handlers, runs, and removes them again without any signal sent.
+quick_registry = Components("quick")
+provide_worker(quick_registry, Quick())
