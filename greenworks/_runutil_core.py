@@ -8,6 +8,7 @@ import logging
 
 from zope.interface import implementer
 
+from greenworks import _checks
 from greenworks._subsystem import enter
 from greenworks.exceptions import ContextError, invalid_argument
 from greenworks.interfaces import IContext, IRunOnce, IWorker
@@ -130,9 +131,7 @@ class NamedWorker:
     __slots__ = ("_name", "_worker", "_run_worker")
 
     def __init__(self, name, worker):
-        if not isinstance(name, str):
-            raise invalid_argument("name", name, "a str")
-        self._name = name
+        self._name = _checks.name("name", name)
         self._run_worker = _worker_call(worker)
         self._worker = worker
 

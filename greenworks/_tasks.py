@@ -36,7 +36,10 @@ class TaskStack:
     __slots__ = ("_items",)
 
     def __init__(self, items=()):
-        self._items = list(items)
+        try:
+            self._items = list(items)
+        except TypeError:
+            raise invalid_argument("items", items, "an iterable of tasks") from None
 
     def size(self):
         return len(self._items)

@@ -21,6 +21,7 @@ import random
 
 from zope.interface import implementer
 
+from greenworks import _checks
 from greenworks._checks import is_int, is_real
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IBackoff
@@ -33,12 +34,6 @@ __all__ = ["ExponentialBackoff", "StaticBackoff"]
 _MAX_EXPONENT = 1023
 
 
-def _check_seconds(name, value, expected):
-    if not is_real(value) or not math.isfinite(value):
-        raise invalid_argument(name, value, expected)
-    return float(value)
-
-
 def _check_attempt(attempt):
     if not is_int(attempt) or attempt < 0:
         raise invalid_argument("attempt", attempt, "an int >= 0")
@@ -49,8 +44,9 @@ def _check_attempt(attempt):
 class StaticBackoff:
     """Default implementation of `IBackoff` that always waits the same time.
 
-    ``duration(0)`` is 0 and every later attempt waits *sleep* seconds
-    (the seed's ``StaticBackoff{Sleep}``).
+    Every attempt waits *sleep* seconds, attempt 0 included: a constant
+    backoff is constant (the seed returned 0 for attempt 0, which made a
+    retry of a worker that returns at once spin).
 
     :param float sleep: seconds to wait before each retry, ``>= 0``.
     :raises InvalidArgument: if *sleep* is negative or not a finite number.
@@ -59,23 +55,20 @@ class StaticBackoff:
     __slots__ = ("_sleep",)
 
     def __init__(self, sleep):
-        self._sleep = _check_seconds("sleep", sleep, "a finite number of seconds >= 0")
-        if self._sleep < 0:
-            raise invalid_argument("sleep", sleep, "a finite number of seconds >= 0")
+        self._sleep = _checks.seconds("sleep", sleep)
 
     @property
     def sleep(self):
-        """The wait before every attempt but the first (float seconds, read-only)."""
+        """The wait before every attempt (float seconds, read-only)."""
         return self._sleep
 
     def duration(self, attempt):
-        """Return 0.0 for attempt 0, otherwise ``sleep``.
+        """Return ``sleep``, whatever the attempt.
 
-        :raises InvalidArgument: for a negative or non-int *attempt* (Go
-            returned ``Sleep`` for those; a negative attempt is a caller bug).
+        :raises InvalidArgument: for a negative or non-int *attempt* (a
+            negative attempt is a caller bug).
         """
-        if _check_attempt(attempt) == 0:
-            return 0.0
+        _check_attempt(attempt)
         return self._sleep
 
     def __eq__(self, other):
@@ -128,15 +121,13 @@ class ExponentialBackoff:
     __slots__ = ("_initial", "_max", "_jitter", "_cap", "_jitter_at_cap", "_random")
 
     def __init__(self, initial, max, jitter_proportion=0.0, *, jitter_at_cap=False, rng=None):
-        self._initial = _check_seconds("initial", initial, "a finite number of seconds > 0")
-        if self._initial <= 0:
-            raise invalid_argument("initial", initial, "a finite number of seconds > 0")
-        self._max = _check_seconds("max", max, "a finite number of seconds >= initial (%r)" % initial)
+        self._initial = _checks.seconds("initial", initial, positive=True)
+        self._max = _checks.seconds("max", max)
         if self._max < self._initial:
             raise invalid_argument("max", max, "a finite number of seconds >= initial (%r)" % initial)
-        self._jitter = _check_seconds("jitter_proportion", jitter_proportion, "a number in [0, 1]")
-        if not 0.0 <= self._jitter <= 1.0:
+        if not is_real(jitter_proportion) or not 0.0 <= jitter_proportion <= 1.0:
             raise invalid_argument("jitter_proportion", jitter_proportion, "a number in [0, 1]")
+        self._jitter = float(jitter_proportion)
         if rng is None:
             rng = random
         if not callable(getattr(rng, "random", None)):

@@ -22,6 +22,7 @@ import gevent
 from gevent import get_hub
 from zope.interface import implementer
 
+from greenworks import _checks
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IClock, ITimerHandle
 
@@ -72,9 +73,10 @@ class Clock:
         return time.monotonic()
 
     def sleep(self, seconds):
-        gevent.sleep(seconds if seconds > 0 else 0)
+        gevent.sleep(_checks.seconds("seconds", seconds, negative=True))
 
     def sleep_until(self, deadline):
+        deadline = _check_deadline(deadline)
         # A loop timer may fire a little early (its idea of "now" is cached
         # per loop iteration); sleep again for whatever is left.
         remaining = deadline - time.monotonic()
@@ -83,13 +85,17 @@ class Clock:
             remaining = deadline - time.monotonic()
 
     def wait(self, event, timeout=None):
+        timeout = _checks.seconds("timeout", timeout, none=True, negative=True)
         if timeout is not None and timeout <= 0:
             return event.is_set()
         event.wait(timeout)
         return event.is_set()
 
     def call_later(self, seconds, callback, *args):
-        timer = get_hub().loop.timer(seconds if seconds > 0 else 0.0)
+        seconds = _checks.seconds("seconds", seconds, negative=True)
+        if not callable(callback):
+            raise invalid_argument("callback", callback, "a callable")
+        timer = get_hub().loop.timer(seconds)
         handle = _LoopTimer(timer)
 
         def fire():
@@ -101,6 +107,13 @@ class Clock:
 
     def __repr__(self):
         return "<greenworks.Clock (real time)>"
+
+
+def _check_deadline(deadline):
+    """A monotonic deadline: a finite real number (never NaN, a bool, or infinity)."""
+    if not _checks.is_real(deadline) or deadline != deadline or deadline in (float("inf"), float("-inf")):
+        raise invalid_argument("deadline", deadline, "a finite monotonic time in seconds")
+    return deadline
 
 
 #: The process-wide real clock used wherever ``clock=None`` is passed.

@@ -29,9 +29,12 @@ A context can also be used as a context manager; leaving the block cancels
 it, which is how a derived context is released once its work is done.
 """
 
+import math
+
 from gevent.event import Event
 from zope.interface import implementer
 
+from greenworks import _checks
 from greenworks._checks import is_real
 from greenworks.clock import get_clock
 from greenworks.exceptions import Canceled, DeadlineExceeded, invalid_argument
@@ -89,9 +92,10 @@ class Context:
     # -- waiting -------------------------------------------------------------
 
     def wait(self, timeout=None):
-        return self._clock.wait(self._done, timeout)
+        return self._clock.wait(self._done, _checks.seconds("timeout", timeout, none=True, negative=True))
 
     def sleep(self, seconds):
+        seconds = _checks.seconds("seconds", seconds, negative=True)
         if self._err is not None:
             return False
         if seconds <= 0:
@@ -225,8 +229,12 @@ def with_timeout(parent, seconds, clock=None):
         already done with :class:`DeadlineExceeded`.
     :raises InvalidArgument: if *seconds* is not a real number.
     """
-    if not is_real(seconds) or seconds != seconds:
-        raise invalid_argument("seconds", seconds, "a number of seconds")
+    if parent is not None and not IContext.providedBy(parent):
+        raise invalid_argument("parent", parent, "a Context or None")
+    if not is_real(seconds) or seconds != seconds or seconds in (math.inf, -math.inf):
+        raise invalid_argument(
+            "seconds", seconds, "a finite number of seconds (<= 0: already expired; no limit: with_cancel)"
+        )
     resolved = (
         (parent.clock if parent is not None else _background.clock) if clock is None else get_clock(clock)
     )
@@ -235,6 +243,6 @@ def with_timeout(parent, seconds, clock=None):
 
 def with_deadline(parent, deadline, clock=None):
     """Return a child of *parent* cancelled when ``clock.monotonic()`` reaches *deadline*."""
-    if not is_real(deadline) or deadline != deadline:
-        raise invalid_argument("deadline", deadline, "a monotonic time in seconds")
+    if not is_real(deadline) or deadline != deadline or deadline in (math.inf, -math.inf):
+        raise invalid_argument("deadline", deadline, "a finite monotonic time in seconds")
     return _derive(parent, clock, float(deadline))

@@ -246,15 +246,18 @@ def repeat(interval, job, *, start_immediately=False, on_run=None):
 class Retry:
     """Default implementation of `IWorker` that restarts a worker forever.
 
-    Build it with :func:`retry`. ``run(ctx)`` loops until ctx is done: wait
-    ``backoff.duration(attempt)`` (cancellably), then run the worker. An error
-    is logged at WARNING and increments ``attempt`` (consecutive failures); a
-    normal return resets it to 0 and restarts at once. Once ctx is done the
-    worker is never started again, even if it was cancelled during the wait
-    (Go ran it once more with the dead context). Always returns None.
+    Build it with :func:`retry`. ``run(ctx)`` runs the worker at once, then
+    loops until ctx is done: wait ``backoff.duration(max(1, attempt))``
+    (cancellably), then run the worker again. An error is logged at WARNING
+    and increments ``attempt`` (consecutive failures); a normal return resets
+    it to 0, and the restart still waits the backoff's first step
+    (``duration(1)``), as tenacity and systemd's ``RestartSec`` do: a worker
+    that returns at once restarts at the backoff's pace, never in a busy
+    loop. Once ctx is done the worker is never started again, even if it was
+    cancelled during the wait. Always returns None.
 
-    A worker that keeps returning at once would spin; Retry yields to the hub
-    between such restarts so that a cancel can still reach it.
+    With a backoff that waits 0 s, Retry still yields to the hub between
+    restarts so that a cancel can reach it.
     """
 
     __slots__ = ("_worker", "_run_worker", "_backoff", "_logger")
@@ -274,14 +277,18 @@ class Retry:
         attempt = 0
         first = True
         while ctx.err is None:
-            delay = self._backoff.duration(attempt)
-            if delay > 0:
-                if not ctx.sleep(delay):
-                    break
-            elif not first:
-                gevent.sleep(0)
-                if ctx.err is not None:
-                    break
+            if not first:
+                # Every restart waits at least the backoff's first step, after
+                # a normal return too: a worker that returns at once must not
+                # restart in a busy loop.
+                delay = self._backoff.duration(max(1, attempt))
+                if delay > 0:
+                    if not ctx.sleep(delay):
+                        break
+                else:
+                    gevent.sleep(0)
+                    if ctx.err is not None:
+                        break
             first = False
             try:
                 self._run_worker(ctx)

@@ -23,7 +23,9 @@ import gevent
 from gevent.event import Event
 from zope.interface import implementer
 
+from greenworks import _checks
 from greenworks._checks import is_real
+from greenworks.clock import _check_deadline
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IClock, ITimerHandle
 
@@ -115,6 +117,7 @@ class FakeClock:
         return self._mono
 
     def sleep(self, seconds):
+        seconds = _checks.seconds("seconds", seconds, negative=True)
         if seconds <= 0:
             gevent.sleep(0)
             return
@@ -126,9 +129,10 @@ class FakeClock:
             entry.cancel()
 
     def sleep_until(self, deadline):
-        self.sleep(deadline - self._mono)
+        self.sleep(max(0.0, _check_deadline(deadline) - self._mono))
 
     def wait(self, event, timeout=None):
+        timeout = _checks.seconds("timeout", timeout, none=True, negative=True)
         if event.is_set():
             return True
         if timeout is None:
@@ -151,7 +155,10 @@ class FakeClock:
         return event.is_set()
 
     def call_later(self, seconds, callback, *args):
-        entry = _Entry(self._mono + max(0.0, seconds), next(self._seq), callback, args, self)
+        seconds = _checks.seconds("seconds", seconds, negative=True)
+        if not callable(callback):
+            raise invalid_argument("callback", callback, "a callable")
+        entry = _Entry(self._mono + seconds, next(self._seq), callback, args, self)
         heapq.heappush(self._heap, entry)
         self._pending += 1
         self._registered.set()

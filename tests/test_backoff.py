@@ -36,11 +36,10 @@ class TestInterfaces:
 
 
 class TestStaticBackoff:
-    def test_zero_then_sleep(self):
-        """[MATCH] StaticBackoff(s).duration(0) == 0 and duration(i > 0) == s (the seed's 0, then 10 ms for
-        1..9)."""
+    def test_constant_from_attempt_zero(self):
+        """[issue 14 item 7] StaticBackoff(s).duration(a) == s for every attempt, 0 included."""
         backoff = StaticBackoff(0.01)
-        assert [backoff.duration(a) for a in range(10)] == [0.0] + [0.01] * 9
+        assert [backoff.duration(a) for a in range(10)] == [0.01] * 10
 
     @pytest.mark.parametrize("sleep", [-1, float("nan"), float("inf"), "1", None, True])
     def test_bad_sleep_is_rejected_naming_it(self, sleep):

@@ -312,8 +312,8 @@ class TestRepeat:
 
 class TestRetry:
     def test_restarts_after_errors_and_returns_with_backoff_per_consecutive_error(self, clock, ctx, caplog):
-        """[MATCH] retry restarts after errors and normal returns, waiting duration(attempt); a return
-        resets attempt."""
+        """retry restarts after errors and normal returns, waiting duration(max(1, attempt)); a return
+        resets attempt, and its restart still waits the first step."""
         outcomes = iter(["fail", "fail", "ok", "fail"])
         starts = []
 
@@ -329,8 +329,8 @@ class TestRetry:
         caplog.set_level(logging.WARNING, logger="greenworks.runutil")
         g = spawn(retry(worker, backoff).run, ctx)
         clock.advance(10.0)
-        assert starts == [0.0, 1.0, 3.0, 3.0, 4.0]
-        assert backoff.attempts == [0, 1, 2, 0, 1]
+        assert starts == [0.0, 1.0, 3.0, 4.0, 5.0]
+        assert backoff.attempts == [1, 2, 1, 1]
         assert not g.dead
         messages = [r.getMessage() for r in caplog.records if r.name == "greenworks.runutil"]
         assert [m.split(":")[0] for m in messages] == [
@@ -374,11 +374,23 @@ class TestRetry:
         ctx.cancel()
         g.join(timeout=1)
 
-    def test_a_worker_returning_at_once_does_not_starve_the_hub(self, ctx):
-        """A worker that keeps returning at once is restarted, yet a cancel from another greenlet still
-        lands."""
+    def test_a_worker_returning_at_once_restarts_at_the_backoff_pace(self, clock, ctx):
+        """[issue 14 item 7] retry(worker, StaticBackoff(0.1)) of a worker that returns at once restarts
+        every 0.1 s, not in a busy loop."""
+        starts = []
+        g = spawn(retry(lambda c: starts.append(clock.monotonic() - 1000.0), StaticBackoff(0.1)).run, ctx)
+        settle()
+        clock.advance(0.35)
+        assert starts == pytest.approx([0.0, 0.1, 0.2, 0.3])
+        ctx.cancel()
+        g.join(timeout=1)
+        assert g.dead and g.value is None
+
+    def test_a_zero_backoff_does_not_starve_the_hub(self, ctx):
+        """With a 0 s backoff a worker that keeps returning at once is restarted, yet a cancel from
+        another greenlet still lands."""
         calls = []
-        g = spawn(retry(lambda c: calls.append(1), StaticBackoff(1.0)).run, ctx)
+        g = spawn(retry(lambda c: calls.append(1), StaticBackoff(0.0)).run, ctx)
         while len(calls) < 50:
             gevent.sleep(0)
         ctx.cancel()

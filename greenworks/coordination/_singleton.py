@@ -7,6 +7,7 @@ import logging
 from zope.interface import implementer
 
 from greenworks import _greenlets
+from greenworks._runutil_core import WorkerFunc
 from greenworks.clock import get_clock
 from greenworks.context import with_cancel
 from greenworks.coordination._common import check_ttl
@@ -87,7 +88,7 @@ def singleton(lock, worker, *, ttl=None, poll=None, name=None, clock=None, logge
     back to this process; it must be written for that.
 
     :param ILeaderLock lock: shared by the contending processes.
-    :param IWorker worker: the work to run on one process only.
+    :param worker: the work to run on one process only: an `IWorker` or a callable ``f(ctx)``.
     :param float ttl: the lease passed to ``acquire`` (``None``: the lock's default).
     :param float poll: seconds between attempts and between renewals
         (default: ``ttl / 3``, or 1 s without *ttl*).
@@ -98,11 +99,16 @@ def singleton(lock, worker, *, ttl=None, poll=None, name=None, clock=None, logge
     if not ILeaderLock.providedBy(lock):
         raise invalid_argument("lock", lock, "an ILeaderLock (LocalLock, FileLock, RedisLock)")
     if not callable(getattr(worker, "run", None)):
-        raise invalid_argument("worker", worker, "an IWorker (an object with run(ctx))")
+        if not callable(worker):
+            raise invalid_argument(
+                "worker", worker, "an IWorker (an object with run(ctx)) or a callable f(ctx)"
+            )
+        # A plain f(ctx), as retry() and repeat() accept it.
+        worker = WorkerFunc(worker)
     ttl = check_ttl("ttl", ttl, allow_none=True)
     poll = check_ttl("poll", poll, allow_none=True)
     if poll is None:
         poll = ttl / 3.0 if ttl is not None else 1.0
     if name is None:
-        name = type(worker).__name__
+        name = getattr(getattr(worker, "fn", None), "__name__", None) or type(worker).__name__
     return _Singleton(lock, worker, ttl, poll, name, get_clock(clock), logger or logging.getLogger(__name__))
