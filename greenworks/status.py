@@ -320,6 +320,8 @@ def wsgi_app(*components, refresh=DEFAULT_REFRESH, clock=None):
     def application(environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO") or "/"
+        if path == "/metrics" and method in ("GET", "HEAD"):
+            return _metrics(start_response, method)
         if path not in ("/", "/status.json"):
             return _plain(start_response, "404 Not Found", "not found: %s\n" % path, method)
         if method not in ("GET", "HEAD"):
@@ -346,6 +348,19 @@ def wsgi_app(*components, refresh=DEFAULT_REFRESH, clock=None):
 
     application.components = components
     return application
+
+
+def _metrics(start_response, method):
+    """``/metrics``: the Prometheus text format, when prometheus_client is installed."""
+    try:
+        from greenworks import metrics
+
+        body, content_type = metrics.exposition()
+    except ImportError as exc:
+        return _plain(start_response, "404 Not Found", "no metrics here: %s\n" % exc, method)
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), _NO_CACHE]
+    start_response("200 OK", headers)
+    return [b""] if method == "HEAD" else [body]
 
 
 def _plain(start_response, status, text, method, extra=()):
