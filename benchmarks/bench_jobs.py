@@ -183,7 +183,7 @@ def jobs(bench):
         finally:
             runner.stop_and_wait()
         figures = analyse(jobs_, tick, 0.0, first, last)
-        figures["missed_ticks_total"] = runner.stats().missed_ticks_total
+        figures["missed_ticks_total"] = runner.stats()["missed_ticks_total"]
         return finish("greenworks", figures)
 
     def grid():

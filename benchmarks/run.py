@@ -28,6 +28,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks import (  # noqa: E402  (registers the scenarios)
+    bench_cluster,  # noqa: F401
     bench_dispatcher,  # noqa: F401
     bench_events,  # noqa: F401
     bench_jobs,  # noqa: F401

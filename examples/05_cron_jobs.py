@@ -30,7 +30,7 @@ import sys
 
 import gevent
 
-from greenworks.jobs import Cron, ErrSkippedDuplicate, Every, JobRunner, job
+from greenworks.jobs import Cron, Every, JobRunner, SkippedDuplicateError, job
 
 
 def slow():
@@ -53,7 +53,9 @@ def main():
         for result in runner.results:  # ends once stop_and_wait() closed the stream
             ticks.append(result)
             ran = sorted(item.id for item in result.items if item.error is None)
-            skipped = sorted(item.id for item in result.items if item.error is ErrSkippedDuplicate)
+            skipped = sorted(
+                item.id for item in result.items if isinstance(item.error, SkippedDuplicateError)
+            )
             print("tick %s: ran %s skipped %s" % (result.at.strftime("%H:%M:%S.%f")[:-5], ran, skipped))
 
     consumer = gevent.spawn(consume)
@@ -62,16 +64,19 @@ def main():
     consumer.join()
 
     def times(job_id, error=None):
-        return [r.at for r in ticks for item in r.items if item.id == job_id and item.error is error]
+        def matches(item):
+            return item.error is None if error is None else isinstance(item.error, error)
+
+        return [r.at for r in ticks for item in r.items if item.id == job_id and matches(item)]
 
     heartbeat, per_second = times("heartbeat"), times("per-second")
-    slow_runs, slow_skips = times("slow"), times("slow", ErrSkippedDuplicate)
+    slow_runs, slow_skips = times("slow"), times("slow", SkippedDuplicateError)
     print("heartbeat ran %d times, each on a 0.4 s boundary" % len(heartbeat))
     print("per-second cron job ran %d times, each on a whole second" % len(per_second))
     print("slow job ran %d times and %d overlapping runs were skipped" % (len(slow_runs), len(slow_skips)))
     stats = runner.stats()
     line = "stats: dedupe_skips_total=%(dedupe_skips_total)d missed_ticks_total=%(missed_ticks_total)d"
-    print(line % stats.as_dict())
+    print(line % stats)
 
     ok = (
         3 <= len(heartbeat) <= 6
@@ -80,8 +85,13 @@ def main():
         and all(at.microsecond == 0 for at in per_second)
         and len(slow_runs) >= 2
         and len(slow_skips) >= 2
-        and stats.dedupe_skips_total == len(slow_skips)
-        and not [item for r in ticks for item in r.items if item.error not in (None, ErrSkippedDuplicate)]
+        and stats["dedupe_skips_total"] == len(slow_skips)
+        and not [
+            item
+            for r in ticks
+            for item in r.items
+            if not (item.error is None or isinstance(item.error, SkippedDuplicateError))
+        ]
     )
     print("all checks passed" if ok else "CHECKS FAILED")
     return 0 if ok else 1

@@ -8,21 +8,18 @@ them from there.
 
 import datetime
 import enum
-import math
 from dataclasses import dataclass
 
-from gevent.event import Event
+from gevent.event import AsyncResult, Event
 from zope.interface import implementer
 
-from greenworks._checks import is_int, is_real
-from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IManagedTask
 
-__all__ = ["FailedTask", "Scheduled", "TaskStatus", "WorkerInfo", "WorkerStatus"]
+__all__ = ["FailedTask", "Scheduled", "TaskState", "TaskStatus", "WorkerInfo", "WorkerStatus"]
 
 
-class WorkerStatus(str, enum.Enum):
-    """The state of a worker or of a task, spelled exactly as the Go seed spells it.
+class TaskState(str, enum.Enum):
+    """The state of a worker or of a task, spelled exactly as the seed spells it.
 
     A worker is WAITING (idle, shown as task name ``"idle"``) or RUNNING.
     A task is NOT_ASSIGNED (queued), RUNNING, or RESTARTED (failed, its
@@ -35,16 +32,20 @@ class WorkerStatus(str, enum.Enum):
     RUNNING = "running"
     RESTARTED = "restarted"
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.value
+
+
+#: Deprecated name of `TaskState`.
+WorkerStatus = TaskState
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
-    """What one worker is doing: ``WorkerInfo("idle", WorkerStatus.WAITING)`` when idle."""
+    """What one worker is doing: ``WorkerInfo("idle", TaskState.WAITING)`` when idle."""
 
     task_name: str
-    status: WorkerStatus
+    status: TaskState
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class TaskStatus:
 
     :ivar str name: the task's name.
     :ivar int worker: the id of the worker running it, 0 while not assigned.
-    :ivar WorkerStatus status: NOT_ASSIGNED, RUNNING or RESTARTED.
+    :ivar TaskState status: NOT_ASSIGNED, RUNNING or RESTARTED.
     :ivar str description: the task's ``description()`` read live ("" if it
         has none or it raised).
     :ivar float progress: the task's ``progress()`` read live (0.0 if it has
@@ -66,7 +67,7 @@ class TaskStatus:
 
     name: str
     worker: int
-    status: WorkerStatus
+    status: TaskState
     description: str = ""
     progress: float = 0.0
     restarts: int = 0
@@ -76,10 +77,10 @@ class TaskStatus:
 
 @dataclass(frozen=True, slots=True)
 class FailedTask:
-    """A task the manager gave up on because it hit ``max_restarts`` within ``restart_period``.
+    """A task that failed for good: not restartable (or ``restart()`` said no), or over ``max_restarts``.
 
     :ivar str name: the task's name (free to be submitted again).
-    :ivar int restarts: restarts it had before the manager gave up.
+    :ivar int restarts: restarts it had before it failed for good.
     :ivar last_error: the exception of its last run.
     :ivar failed_at: aware UTC ``datetime`` of the decision.
     """
@@ -91,47 +92,70 @@ class FailedTask:
 
 
 class Scheduled(Event):
-    """The handle ``TaskManager.go`` returns: a gevent ``Event`` plus the outcome.
+    """The handle ``TaskManager.go`` returns: a gevent ``Event`` set once scheduled, plus the outcome.
 
-    It is set exactly once: when a worker picked the task up (``assigned`` is
-    True and ``worker`` its id), or when ``stop()`` dropped the task before
-    any worker took it (``assigned`` is False), so a greenlet waiting on it
-    never hangs. Before it is set, ``assigned`` is None and ``worker`` 0.
+    As an Event it is set exactly once: when a worker picked the task up
+    (``assigned`` is True and ``worker`` its id), or when ``stop()`` dropped
+    the task before any worker took it (``assigned`` is False), so a
+    greenlet waiting on it never hangs. Before that, ``assigned`` is None and
+    ``worker`` 0.
+
+    The outcome, known once the task is done for good (succeeded, failed
+    without a restart, given up after ``max_restarts``, dropped or killed by
+    ``stop()``): :meth:`join` waits for it, :meth:`done` tells whether it is
+    known, :meth:`result` returns None or raises the task's error (`Canceled`
+    for a dropped or killed task), and :attr:`exception` is that error.
     """
 
-    __slots__ = ("assigned", "worker")
+    __slots__ = ("assigned", "worker", "_outcome")
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self.assigned = None
+        self.assigned: bool | None = None
         self.worker = 0
+        self._outcome = AsyncResult()
 
-    def __repr__(self):
-        return "<greenworks.taskmanager.Scheduled assigned=%r worker=%d>" % (self.assigned, self.worker)
+    def done(self) -> bool:
+        """Whether the task's outcome is known. Never blocks."""
+        return self._outcome.ready()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Block until the outcome is known or *timeout* (real seconds) passed; return ``done()``."""
+        self._outcome.wait(timeout)
+        return self._outcome.ready()
+
+    def result(self, timeout: float | None = None) -> None:
+        """Block until the outcome is known; return None on success, raise the task's error otherwise.
+
+        :raises gevent.Timeout: *timeout* (real seconds) passed first.
+        """
+        return self._outcome.get(timeout=timeout)
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The task's final error, or None (also while it is not done)."""
+        return self._outcome.exception
+
+    def _finish(self, error: BaseException | None) -> None:
+        if self._outcome.ready():
+            return
+        if error is None:
+            self._outcome.set(None)
+        else:
+            self._outcome.set_exception(error)
+
+    def __repr__(self) -> str:
+        return "<greenworks.taskmanager.Scheduled assigned=%r worker=%d done=%s>" % (
+            self.assigned,
+            self.worker,
+            self.done(),
+        )
 
 
-_IDLE = WorkerInfo("idle", WorkerStatus.WAITING)
+_IDLE = WorkerInfo("idle", TaskState.WAITING)
 
 
 # -- private records and argument checks -----------------------------------------
-
-
-def _number(name, value, expected, minimum=None, allow_none=False, finite=False):
-    if value is None and allow_none:
-        return None
-    if not is_real(value) or value != value:
-        raise invalid_argument(name, value, expected)
-    if finite and not math.isfinite(value):
-        raise invalid_argument(name, value, expected)
-    if minimum is not None and value < minimum:
-        raise invalid_argument(name, value, expected)
-    return value
-
-
-def _count(name, value, minimum):
-    if not is_int(value) or value < minimum:
-        raise invalid_argument(name, value, "an int >= %d" % minimum)
-    return value
 
 
 def _callable_attr(obj, attr):
@@ -184,7 +208,7 @@ class _Entry:
         self.task = task
         self.name = name
         self.sched = sched
-        self.status = WorkerStatus.NOT_ASSIGNED
+        self.status = TaskState.NOT_ASSIGNED
         self.worker = 0
         self.restarts = 0
         self.last_error = None
@@ -198,15 +222,3 @@ class _Entry:
         self.restart = _callable_attr(task, "restart")
         self.progress = _callable_attr(task, "progress")
         self.description = _callable_attr(task, "description")
-
-
-class _Worker:
-    """One worker greenlet: idle while ``task`` is None, otherwise running that `_Entry`."""
-
-    __slots__ = ("id", "greenlet", "wakeup", "task")
-
-    def __init__(self, worker_id):
-        self.id = worker_id
-        self.greenlet = None
-        self.wakeup = Event()
-        self.task = None

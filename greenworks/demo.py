@@ -384,9 +384,9 @@ def display_worker(console, components, board, seconds, url):
         j = jobrunner.stats()
         ticks = "tick every %gs  in flight %d  dedupe skips %d  missed ticks %d" % (
             jobrunner.tick,
-            j.in_flight_jobs,
-            j.dedupe_skips_total,
-            j.missed_ticks_total,
+            j["in_flight_jobs"],
+            j["dedupe_skips_total"],
+            j["missed_ticks_total"],
         )
         return [
             "greenworks demo  %5.1fs of %gs   status page %s" % (console.elapsed(), seconds, url),
@@ -400,7 +400,7 @@ def display_worker(console, components, board, seconds, url):
             d.get("busy", 0),
             d.get("executed", 0),
             ", ".join(progress),
-            j.dedupe_skips_total,
+            j["dedupe_skips_total"],
         )
 
     def run(ctx):

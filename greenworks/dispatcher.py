@@ -1,27 +1,29 @@
 """
 Dispatcher: an elastic pool of worker greenlets fed from a bounded buffer.
 
-The port of gadget's ``dispatcher`` (v1), without its bugs::
+::
 
-    pool = Dispatcher(1000, 10, 100)        # buffer, min workers, max workers
-    pool.run()
-    pool.dispatch(task)                     # True: buffered; False: buffer full
-    result = pool.submit(fetch, url)        # an AsyncResult of fetch(url)
-    pool.quit(drain=True)                   # run everything, then stop
+    with Dispatcher(1000, 10, 100) as pool:     # buffer, min workers, max workers
+        pool.dispatch(task)                     # True: buffered; False: buffer full
+        handle = pool.submit(fetch, url)        # a TaskHandle (an AsyncResult) of fetch(url)
+        print(handle.get())
+    # leaving the block ran everything that was accepted, then stopped the workers
 
 How it works, and why it is fast:
 
 - The *buffer* is a deque of at most ``max_buffered`` tasks. A task that
   finds it full goes to the *overflow* (``overflow="stack"``: a LIFO
-  `TaskStack`, as in Go; ``"queue"``: FIFO; ``"reject"``: not kept) and
-  ``dispatch`` returns False. Whenever a worker takes a task from the buffer
-  it refills the buffer from the overflow, so nothing is ever stranded there.
+  `TaskStack`; ``"queue"``: FIFO; ``"reject"``: not kept) and ``dispatch``
+  returns False. Whenever a worker takes a task from the buffer it refills
+  the buffer from the overflow, so nothing is ever stranded there.
 - A worker greenlet drains the buffer in a tight loop and parks only when the
-  buffer is empty. Idle workers park on a list of their own, each on its own
-  waiter, and ``dispatch`` wakes the most recently parked one (LIFO keeps hot
-  greenlets hot), so a wake-up costs the same with 10 or 10,000 idle workers.
-  ``dispatch`` wakes a worker only while fewer workers are on their way than
-  tasks are waiting; with nobody idle it grows the pool instead.
+  buffer is empty. Idle workers park in a `~greenworks._workers.WorkerSet`,
+  each on its own waiter, and ``dispatch`` wakes the most recently parked one
+  (LIFO keeps hot greenlets hot), so a wake-up costs the same with 10 or
+  10,000 idle workers. ``dispatch`` wakes a worker only while fewer workers
+  are on their way than tasks are waiting; with nobody idle it grows the pool
+  instead. That step, wake or grow, is :meth:`Dispatcher._wanted`, the one
+  place every way of adding a task goes through.
 - Growing doubles the pool (at least one worker, never above the maximum)
   and never touches running workers. A supervisor greenlet halves the pool,
   never below the minimum, after ``wait_between_scale_downs`` seconds in which
@@ -30,162 +32,171 @@ How it works, and why it is fast:
 - ``task_timeout`` is enforced by a watchdog greenlet rather than a
   ``gevent.Timeout`` per task (which would cost more than moving the task):
   every ``max(task_timeout / 10, 0.01)`` seconds it looks at each busy worker,
-  and throws a ``gevent.Timeout`` into one still running the task it ran at
-  the previous look once that task has run ``task_timeout`` seconds since it
-  was first seen. A task is therefore interrupted between ``task_timeout``
-  and ``task_timeout + max(task_timeout / 10, 0.01)`` seconds after it
-  started.
+  and interrupts one still running the task it ran at the previous look once
+  that task has run ``task_timeout`` seconds since it was first seen. A task
+  is therefore interrupted between ``task_timeout`` and ``task_timeout +
+  max(task_timeout / 10, 0.01)`` seconds after it started.
 
-Differences from the Go original, on purpose: ``quit(drain=True)`` runs every
-task (no "misses" heuristic), ``min_workers=0`` works, ``quit()`` always stops
-every worker, ``run()`` after ``quit()`` works, no task is dropped on exit,
-growing does not stop running workers, and the overflow is refilled into the
-buffer as room frees, not only when a task completes.
+Nothing accepted is lost silently: ``stop()`` drains by default; a stop
+without draining keeps the backlog for the next ``start()`` and says how
+many tasks wait (or, with ``cancel_pending=True``, resolves their handles
+with `Canceled` at once); a task that finds the buffer full under
+``overflow="reject"`` makes ``dispatch`` return False and its handle hold
+``gevent.queue.Full``.
+
+Differences from the original (gadget's dispatcher): ``quit(drain=True)``
+runs every task (no "misses" heuristic), ``min_workers=0`` works, stopping
+always stops every worker, a stopped pool can be started again, no task is
+dropped on exit, growing does not stop running workers, and the overflow is
+refilled into the buffer as room frees.
 """
 
 import collections
+import enum
 import logging
+from typing import Any
 
 import gevent
 from gevent.event import Event
-from gevent.hub import get_hub
 from gevent.queue import Full
-from greenlet import getcurrent
 from zope.interface import implementer
 
-from greenworks import _greenlets
-from greenworks._checks import is_int, is_real
-from greenworks._dispatcher_pool import (
-    _BUSY,
-    _DRAINING,
-    _RUNNING,
-    _STOPPED,
-    _STOPPING,
-    _WAKING,
-    Status,
-    _WorkerPool,
-)
-from greenworks._dispatcher_tasks import PLAIN_TASK_TYPES, RetryTask, TaskStack, _Call, _check_task
-from greenworks.clock import get_clock
+from greenworks import _checks
+from greenworks._component import Lifecycle, State
+from greenworks._tasks import PLAIN_TASK_TYPES, RetryTask, TaskHandle, TaskStack, _check_task, _new_handle
+from greenworks._workers import BUSY, WorkerSet
+from greenworks.events import PoolScaled, TaskFailed, TaskRejected, TaskTimedOut
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IDispatcher
 
 __all__ = [
-    "DEFAULT_DISPATCH_MISSES_BEFORE_DRAINING",
     "DEFAULT_TASK_TIMEOUT",
     "DEFAULT_WAIT_BETWEEN_SCALE_DOWNS",
     "Dispatcher",
     "RetryTask",
     "Status",
+    "TaskHandle",
     "TaskStack",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Seconds a task may run before the watchdog interrupts it (Go's ``DefaultTaskTimeout``).
+#: Seconds a task may run before the watchdog interrupts it.
 DEFAULT_TASK_TIMEOUT = 10.0
-#: Seconds without dispatches before the pool halves (Go: 5 minutes).
+#: Seconds without dispatches before the pool halves.
 DEFAULT_WAIT_BETWEEN_SCALE_DOWNS = 300.0
-#: Go's drain heuristic. Kept for parity only: draining here is exact and never counts misses.
-DEFAULT_DISPATCH_MISSES_BEFORE_DRAINING = 5
-
-#: Go logged the executing tasks whenever the overflow size hit a multiple of this.
+#: A summary of the overflow is logged whenever its size hits a multiple of this.
 OVERFLOW_LOG_EVERY = 20
+#: The fewest seconds between two watchdog looks, so a tiny timeout cannot spin the hub.
+MIN_WATCHDOG_PERIOD = 0.01
+#: The fewest seconds between two "pool at maximum" warnings.
+PINNED_WARNING_INTERVAL = 60.0
 
 _OVERFLOW_POLICIES = ("stack", "queue", "reject")
 
 
-def _check_count(name, value):
-    if not is_int(value):
-        raise invalid_argument(name, value, "an int")
-    return value
+class Status(enum.IntEnum):
+    """The seed's state numbers, read through the deprecated ``Dispatcher.status``; use ``state``."""
+
+    STOPPED = 0
+    STOPPING = 1
+    RUNNING = 2
+    DRAINING = 3
 
 
-def _check_seconds(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if not is_real(value) or not value > 0:
-        raise invalid_argument(name, value, "a number of seconds > 0" + (" or None" if allow_none else ""))
-    return float(value)
+_STATUS = {
+    State.NEW: Status.STOPPED,
+    State.STOPPED: Status.STOPPED,
+    State.STOPPING: Status.STOPPING,
+    State.RUNNING: Status.RUNNING,
+    State.DRAINING: Status.DRAINING,
+}
+
+
+class _TaskTimeout(gevent.Timeout):
+    """The ``gevent.Timeout`` the watchdog throws into a worker whose task overran."""
+
+    def __init__(self, seconds: float) -> None:
+        # No timer of its own: the watchdog decides when it fires.
+        super().__init__(None)
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return "task ran longer than %s seconds" % (self.seconds,)
 
 
 @implementer(IDispatcher)
-class Dispatcher(_WorkerPool):
+class Dispatcher:
     """Default implementation of `IDispatcher`.
 
     :param int max_buffered: the buffer's capacity (``>= 0``). With 0 a task
         is buffered only when an idle worker is there to take it.
-    :param int min_workers: workers kept while running; negative means 0.
-    :param int max_workers: the most workers; raised to *min_workers* if lower.
+    :param int min_workers: workers kept while running (``>= 0``).
+    :param int max_workers: the most workers (``>= 1`` and ``>= min_workers``).
     :keyword task_timeout: seconds a task may run (``None``: no limit).
     :keyword float wait_between_scale_downs: seconds without dispatches before halving.
-    :keyword str overflow: ``"stack"`` (LIFO, Go's), ``"queue"`` (FIFO) or ``"reject"``.
+    :keyword str overflow: ``"stack"`` (LIFO), ``"queue"`` (FIFO) or ``"reject"``.
     :keyword str name: names the greenlets (``greenworks.<name>[3]``) and the snapshot.
-    :keyword clock: the `IClock` for the watchdog and the scale-down supervisor.
+    :keyword clock: the `IClock` for the watchdog, the scale-down supervisor and ``stop(timeout)``.
     :keyword logger: a ``logging.Logger`` (default ``greenworks.dispatcher``).
-    :raises InvalidArgument: naming the argument, for a non-integer count, a
-        negative buffer, a bad timeout, policy or name.
+    :raises InvalidArgument: naming the argument, for a bad count, bound,
+        timeout, policy or name: a pool that could never run a task is
+        refused here, not discovered later.
     """
 
     def __init__(
         self,
-        max_buffered,
-        min_workers,
-        max_workers,
+        max_buffered: int,
+        min_workers: int,
+        max_workers: int,
         *,
-        task_timeout=DEFAULT_TASK_TIMEOUT,
-        wait_between_scale_downs=DEFAULT_WAIT_BETWEEN_SCALE_DOWNS,
-        overflow="stack",
-        name="dispatcher",
-        clock=None,
-        logger=None,
-    ):
-        _check_count("max_buffered", max_buffered)
-        if max_buffered < 0:
-            raise invalid_argument("max_buffered", max_buffered, "an int >= 0")
-        _check_count("min_workers", min_workers)
-        _check_count("max_workers", max_workers)
+        task_timeout: float | None = DEFAULT_TASK_TIMEOUT,
+        wait_between_scale_downs: float = DEFAULT_WAIT_BETWEEN_SCALE_DOWNS,
+        overflow: str = "stack",
+        name: str = "dispatcher",
+        clock: Any = None,
+        logger: Any = None,
+    ) -> None:
+        self._max_buffered = _checks.count("max_buffered", max_buffered)
+        self._min_workers, self._max_workers = _check_bounds(min_workers, max_workers)
         if overflow not in _OVERFLOW_POLICIES:
             raise invalid_argument("overflow", overflow, 'one of "stack", "queue", "reject"')
-        if not isinstance(name, str) or not name:
-            raise invalid_argument("name", name, "a non-empty str")
-        self._task_timeout = _check_seconds("task_timeout", task_timeout, allow_none=True)
-        self._wait_between_scale_downs = _check_seconds("wait_between_scale_downs", wait_between_scale_downs)
-        self._clock = get_clock(clock)
-        self._logger = logging.getLogger(__name__) if logger is None else logger
-        self._name = name
-        self._max_buffered = max_buffered
-        self._min_workers = max(0, min_workers)
-        self._max_workers = max(self._min_workers, max_workers)
+        self._task_timeout = _checks.seconds("task_timeout", task_timeout, none=True, positive=True)
+        self._wait_between_scale_downs = _checks.seconds(
+            "wait_between_scale_downs", wait_between_scale_downs, positive=True
+        )
+        self._life = life = Lifecycle(self, "dispatcher", name, clock, logger, __name__)
+        self._name = life.name
+        self._clock = life.clock
+        self._logger = life.logger
         self._policy = overflow
-        self._status = _STOPPED
-        self._buffer = collections.deque()
+        self._buffer: collections.deque[Any] = collections.deque()
         self._stack, self._overflow, self._overflow_pop = self._new_overflow(())
-        self._room_waiters = collections.deque()
-        self._idle = []
-        self._workers = {}
-        self._waking = 0
+        self._room_waiters: collections.deque[Event] = collections.deque()
+        self._pool = WorkerSet(
+            life, self._work, "greenworks.%s[%%d]" % life.name, on_exit=self._worker_exited
+        )
         # Growth is allowed up to this many workers; 0 while not running.
         self._grow_limit = 0
-        self._next_index = 0
-        self._run_callback = None
-        self._supervisors = []
-        self._changed = Event()
-        self._stopped = Event()
-        self._stopped.set()
-        self._quitter = None
         self._at_max = False
-        self._pinned_logged_at = None
+        self._supervisors: list[Any] = []
+        self._changed = Event()
+        self._stopping = False
+        self._last_clean = True
+        self._quitter: Any = None
+        self._pinned_logged_at: float | None = None
+        self._idle_warned = False
         # Counters; plain ints because the hot path bumps some of them.
         self._dispatched = 0
         self._retired_done = 0
         self._failed = 0
         self._timed_out = 0
         self._rejected = 0
+        self._cancelled = 0
         self._scale_ups = 0
         self._scale_downs = 0
 
-    def _new_overflow(self, items):
+    def _new_overflow(self, items: Any) -> tuple[Any, Any, Any]:
         if self._policy == "stack":
             stack = TaskStack(items)
             return stack, stack._items, stack._items.pop
@@ -197,101 +208,127 @@ class Dispatcher(_WorkerPool):
     # -- properties ------------------------------------------------------------
 
     @property
-    def status(self):
-        return self._status
-
-    @property
-    def name(self):
+    def name(self) -> str:
         return self._name
 
     @property
-    def worker_count(self):
-        return len(self._workers)
+    def state(self) -> State:
+        return self._life.state
 
     @property
-    def min_workers(self):
+    def status(self) -> Status:
+        """Deprecated: the seed's numbered `Status`; read :attr:`state` instead."""
+        return _STATUS[self._life.state]
+
+    @property
+    def worker_count(self) -> int:
+        return len(self._pool)
+
+    @property
+    def min_workers(self) -> int:
         return self._min_workers
 
     @property
-    def max_workers(self):
+    def max_workers(self) -> int:
         return self._max_workers
 
     @property
-    def max_buffered(self):
+    def max_buffered(self) -> int:
         return self._max_buffered
 
     @property
-    def overflow(self):
+    def task_timeout(self) -> float | None:
+        """Seconds a task may run before it is interrupted, or None (read-only)."""
+        return self._task_timeout
+
+    @property
+    def overflow(self) -> TaskStack | None:
         """The overflow `TaskStack` (``overflow="stack"`` only; else None)."""
         return self._stack
 
+    def free_count(self) -> int:
+        """Tasks that could be accepted now without overflowing: free buffer room plus idle workers."""
+        return max(0, self._max_buffered - len(self._buffer)) + len(self._pool.idle)
+
+    def full(self) -> bool:
+        """Whether a ``dispatch`` now would overflow (or be rejected)."""
+        return not self._has_room()
+
     # -- dispatching -----------------------------------------------------------
 
-    def dispatch(self, task, block=False, timeout=None):
+    def dispatch(self, task: Any, block: bool = False, timeout: float | None = None) -> bool:
         """See `IDispatcher.dispatch`. Never switches unless *block* is true.
 
-        :raises InvalidArgument: if *task* is neither callable nor an `IDispatchTask`.
+        :raises InvalidArgument: if *task* is neither callable nor an
+            `IDispatchTask`, or *timeout* is not None nor a number of seconds.
         """
         if type(task) not in PLAIN_TASK_TYPES:
             task = _check_task(task)
+        if block or timeout is not None:
+            timeout = _checks.seconds("timeout", timeout, none=True, negative=True)
         self._dispatched += 1
         buf = self._buffer
         n = len(buf)
-        if n < self._max_buffered or (self._idle and self._waking <= n):
+        pool = self._pool
+        if n < self._max_buffered or (pool.idle and pool.waking <= n):
             buf.append(task)
-            if self._waking <= n:
-                # Fewer workers are on their way than tasks wait: fetch one more.
-                idle = self._idle
-                if idle:
-                    worker = idle.pop()
-                    worker.state = _WAKING
-                    self._waking += 1
-                    self._run_callback(worker.waiter.switch, None)
-                elif not self._at_max:
-                    self._no_idle_worker()
+            if pool.waking <= n:
+                self._wanted()
             return True
         return self._overflowed(task, block, timeout)
 
-    def submit(self, fn, *args, **kwargs):
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> TaskHandle:
         """See `IDispatcher.submit`. Never switches.
 
-        The AsyncResult gets ``fn``'s return value or exception (including the
+        The handle gets ``fn``'s return value or exception (including the
         watchdog's ``gevent.Timeout``). With ``overflow="reject"`` and a full
-        buffer it gets a ``gevent.queue.Full`` at once. Failures are counted,
+        buffer it holds a ``gevent.queue.Full`` at once. Failures are counted,
         and logged only at DEBUG, since the caller receives them.
 
         :raises InvalidArgument: if *fn* is not callable.
         """
         if not callable(fn):
             raise invalid_argument("fn", fn, "a callable")
-        task = _Call()
-        task._fn = fn
-        task._args = args
-        task._kwargs = kwargs
+        task = _new_handle(fn, args, kwargs)
         # dispatch()'s fast path, inlined: the call would cost a fifth of submit().
         self._dispatched += 1
         buf = self._buffer
         n = len(buf)
-        if n < self._max_buffered or (self._idle and self._waking <= n):
+        pool = self._pool
+        if n < self._max_buffered or (pool.idle and pool.waking <= n):
             buf.append(task)
-            if self._waking <= n:
-                idle = self._idle
-                if idle:
-                    worker = idle.pop()
-                    worker.state = _WAKING
-                    self._waking += 1
-                    self._run_callback(worker.waiter.switch, None)
-                elif not self._at_max:
-                    self._no_idle_worker()
+            if pool.waking <= n:
+                self._wanted()
         elif not self._overflowed(task, False, None) and self._overflow_pop is None:
             task.set_exception(Full("dispatcher %r: buffer full, task rejected" % self._name))
         return task
 
-    def _overflowed(self, task, block, timeout):
+    def _wanted(self) -> None:
+        """A task waits beyond the workers already on their way: wake one, or grow.
+
+        The single wake-or-grow step behind every way a task arrives.
+        """
+        pool = self._pool
+        if pool.idle:
+            pool.wake()
+        elif not self._at_max:
+            if len(pool) < self._grow_limit:
+                self._grow()
+            elif self._life.running:
+                # Spares later dispatches this call until a worker parks or the bounds change.
+                self._at_max = True
+            elif not self._idle_warned and not self._stopping:
+                self._idle_warned = True
+                self._logger.warning(
+                    "dispatcher %r is %s: accepted tasks wait for start()", self._name, self._life.state.value
+                )
+
+    def _overflowed(self, task: Any, block: bool, timeout: float | None) -> bool:
         if block and self._wait_for_room(task, timeout):
             return True
         if self._overflow_pop is None:
             self._rejected += 1
+            self._life.emit(TaskRejected, task)
             return False
         overflow = self._overflow
         overflow.append(task)
@@ -301,16 +338,16 @@ class Dispatcher(_WorkerPool):
                 "dispatcher %r: buffer full (%d), overflowing (%d workers, %d busy)",
                 self._name,
                 self._max_buffered,
-                len(self._workers),
-                len(self._workers) - len(self._idle),
+                len(self._pool),
+                len(self._pool) - len(self._pool.idle),
             )
         elif size % OVERFLOW_LOG_EVERY == 0:
             self._logger.debug("dispatcher %r: %d tasks in overflow", self._name, size)
-        if not self._idle and len(self._workers) < self._grow_limit:
+        if not self._pool.idle and len(self._pool) < self._grow_limit:
             self._grow()
         return False
 
-    def _wait_for_room(self, task, timeout):
+    def _wait_for_room(self, task: Any, timeout: float | None) -> bool:
         """Block until the buffer has room for *task* and place it; False on timeout."""
         clock = self._clock
         deadline = None if timeout is None else clock.monotonic() + timeout
@@ -325,32 +362,24 @@ class Dispatcher(_WorkerPool):
                 clock.wait(room, remaining)
                 room.clear()
                 if self._has_room():
-                    # Leave the waiter list first so the place() below is not
-                    # mistaken for room still being wanted.
+                    # Leave the waiter list first so placing the task below is
+                    # not mistaken for room still being wanted.
                     waiters.remove(room)
                     room = None
-                    self._place(task)
+                    n = len(self._buffer)
+                    self._buffer.append(task)
+                    if self._pool.waking <= n:
+                        self._wanted()
                     return True
         finally:
             if room is not None:
                 waiters.remove(room)
 
-    def _has_room(self):
+    def _has_room(self) -> bool:
         n = len(self._buffer)
-        return n < self._max_buffered or (bool(self._idle) and self._waking <= n)
+        return n < self._max_buffered or (bool(self._pool.idle) and self._pool.waking <= n)
 
-    def _place(self, task):
-        """Append *task* to the buffer and wake or grow as dispatch() does (slow path)."""
-        buf = self._buffer
-        n = len(buf)
-        buf.append(task)
-        if self._waking <= n:
-            if self._idle:
-                self._wake(self._idle.pop())
-            elif len(self._workers) < self._grow_limit:
-                self._grow()
-
-    def _refill(self):
+    def _refill(self) -> None:
         """Move overflowed tasks into the buffer while it has room; then let a blocked dispatch in."""
         buf = self._buffer
         overflow = self._overflow
@@ -361,90 +390,290 @@ class Dispatcher(_WorkerPool):
         if self._room_waiters and len(buf) < cap:
             self._room_waiters[0].set()
 
+    # -- workers ---------------------------------------------------------------
+
+    def _grow(self) -> None:
+        """Double the pool (at least +1), never above the current growth limit."""
+        pool = self._pool
+        before = len(pool)
+        target = min(self._grow_limit, max(1, 2 * before))
+        if target <= before:
+            return
+        for _ in range(target - before):
+            pool.spawn(self._buffer, self._overflow)
+        self._scale_ups += 1
+        self._logger.debug("dispatcher %r: scaled up from %d to %d workers", self._name, before, target)
+        self._life.emit(PoolScaled, before, target, "backlog")
+
+    def _kick(self) -> None:
+        """Grow when work waits beyond the workers on their way and nobody is idle."""
+        pool = self._pool
+        if (
+            not pool.idle
+            and len(self._buffer) + len(self._overflow) > pool.waking
+            and len(pool) < self._grow_limit
+        ):
+            self._grow()
+
+    def _work(self, worker: Any, buf: Any, overflow: Any) -> None:
+        # The worker got this run's containers when it was spawned, not when it
+        # starts: one spawned just before a stop must not take tasks kept for
+        # the next run.
+        pool = self._pool
+        popleft = buf.popleft
+        waiters = self._room_waiters
+        pool.started(worker)
+        self._kick()
+        while True:
+            while buf:
+                task = popleft()
+                if overflow or waiters:
+                    self._refill()
+                try:
+                    task()
+                except Exception as exc:
+                    self._task_failed(task, exc)
+                except gevent.Timeout as exc:
+                    self._task_timed_out(worker, task, exc)
+                worker.done += 1
+            if overflow:
+                self._refill()
+                continue
+            if worker.retire:
+                return
+            self._at_max = False
+            if waiters:
+                # A blocked dispatch may hand its task to this idle worker.
+                waiters[0].set()
+            if self._life.state is not State.RUNNING:
+                self._changed.set()
+            pool.park(worker)
+
+    def _task_failed(self, task: Any, exc: BaseException) -> None:
+        self._failed += 1
+        if type(task) is TaskHandle:
+            self._logger.debug("dispatcher %r: submitted %r raised", self._name, task, exc_info=exc)
+        else:
+            self._logger.error("dispatcher %r: task %r raised", self._name, task, exc_info=exc)
+        self._life.emit(TaskFailed, task, exc)
+
+    def _task_timed_out(self, worker: Any, task: Any, exc: BaseException) -> None:
+        if not isinstance(exc, _TaskTimeout):
+            # The task's own gevent.Timeout escaped it: an ordinary failure.
+            self._task_failed(task, exc)
+            return
+        self._timed_out += 1
+        self._logger.warning(
+            "dispatcher %r: task %r interrupted after running more than %ss in %s",
+            self._name,
+            task,
+            self._task_timeout,
+            worker.greenlet.name,
+        )
+        self._life.emit(TaskTimedOut, task, self._task_timeout)
+
+    def _worker_exited(self, worker: Any) -> None:
+        self._retired_done += worker.done
+        worker.done = 0
+        pool = self._pool
+        if self._life.state is State.RUNNING or self._life.state is State.DRAINING:
+            if not worker.retire:
+                self._logger.warning(
+                    "dispatcher %r: worker %s ended unexpectedly", self._name, worker.greenlet.name
+                )
+            missing = min(self._min_workers - pool.live(), self._max_workers - len(pool))
+            for _ in range(missing):
+                pool.spawn(self._buffer, self._overflow)
+            self._kick()
+        self._changed.set()
+
+    def _check_pinned(self) -> None:
+        """Warn (at most once a minute) when every worker is busy at the maximum and work waits."""
+        pool = self._pool
+        waiting = len(self._buffer) + len(self._overflow)
+        if not waiting or pool.idle or pool.waking or len(pool) < self._max_workers:
+            return
+        now = self._clock.monotonic()
+        last = self._pinned_logged_at
+        if last is None or now - last >= PINNED_WARNING_INTERVAL:
+            self._pinned_logged_at = now
+            self._logger.warning(
+                "dispatcher %r: all %d workers busy at max_workers with %d tasks waiting",
+                self._name,
+                len(pool),
+                waiting,
+            )
+
+    def _scale_down_loop(self, seen: int) -> None:
+        clock = self._clock
+        pool = self._pool
+        while True:
+            clock.sleep(self._wait_between_scale_downs)
+            now_seen = self._dispatched
+            quiet = now_seen == seen
+            seen = now_seen
+            self._check_pinned()
+            if not quiet or self._buffer or self._overflow or self._room_waiters:
+                continue
+            live = pool.live()
+            target = max(self._min_workers, live // 2)
+            if target < live:
+                pool.retire(live - target)
+                self._scale_downs += 1
+                self._logger.info(
+                    "dispatcher %r: scaled down from %d to %d workers", self._name, live, target
+                )
+                self._life.emit(PoolScaled, live, target, "idle")
+
+    def _watchdog_loop(self) -> None:
+        clock = self._clock
+        pool = self._pool
+        timeout = self._task_timeout
+        period = max(timeout / 10.0, MIN_WATCHDOG_PERIOD)
+        # worker -> [done count at the first look, monotonic time of that look, done count thrown at]
+        seen: dict[Any, list[Any]] = {}
+        while True:
+            clock.sleep(period)
+            now = clock.monotonic()
+            self._check_pinned()
+            for worker in list(pool.workers):
+                if worker.state != BUSY:
+                    seen.pop(worker, None)
+                    continue
+                done = worker.done
+                record = seen.get(worker)
+                if record is None or record[0] != done:
+                    seen[worker] = [done, now, record[2] if record else -1]
+                elif now - record[1] >= timeout and record[2] != done:
+                    record[2] = done
+                    pool.interrupt(worker, done, _TaskTimeout(timeout))
+            for worker in [w for w in seen if w not in pool.workers]:
+                del seen[worker]
+
     # -- lifecycle -------------------------------------------------------------
 
-    def run(self):
-        """See `IDispatcher.run`. Never switches; the workers start at the next switch."""
-        if self._status is not _STOPPED:
-            return
-        self._run_callback = get_hub().loop.run_callback
-        self._status = _RUNNING
-        self._stopped.clear()
+    def start(self) -> "Dispatcher":
+        """See `IComponent.start`: start ``min_workers`` workers and run the backlog.
+
+        A no-op while running or stopping. Never switches; the workers start
+        at the next switch.
+        """
+        life = self._life
+        if life.state is not State.NEW and life.state is not State.STOPPED:
+            return self
+        self._pool.open()
         self._grow_limit = self._max_workers
         self._at_max = False
+        self._idle_warned = False
+        life.started()
         for _ in range(self._min_workers):
-            self._spawn_worker()
+            self._pool.spawn(self._buffer, self._overflow)
         self._kick()
         prefix = "greenworks.%s" % self._name
-        self._supervisors = [_greenlets.spawn(prefix + ".scaler", self._scale_down_loop, self._dispatched)]
+        self._supervisors = [life.spawn(prefix + ".scaler", self._scale_down_loop, self._dispatched)]
         if self._task_timeout is not None:
-            self._supervisors.append(_greenlets.spawn(prefix + ".watchdog", self._watchdog_loop))
+            self._supervisors.append(life.spawn(prefix + ".watchdog", self._watchdog_loop))
         self._logger.info(
             "dispatcher %r: running with %d workers (min %d, max %d, buffer %d)",
             self._name,
-            len(self._workers),
+            len(self._pool),
             self._min_workers,
             self._max_workers,
             self._max_buffered,
         )
+        return self
 
-    def _drained(self):
-        busy = len(self._workers) - len(self._idle)
+    def run(self) -> None:
+        """The seed's verb for :meth:`start` (which also returns the Dispatcher)."""
+        self.start()
+
+    def stop(self, timeout: float | None = None, *, drain: bool = True, cancel_pending: bool = False) -> bool:
+        """See `IComponent.stop`: run what was accepted (by default), then stop every worker.
+
+        Blocks. With *drain* every buffered and overflowed task runs first,
+        including ones dispatched while draining; without it only the tasks
+        in flight finish and the backlog is kept for the next ``start()``
+        (its size is logged at WARNING), or, with *cancel_pending*, every
+        handle of a task that did not run resolves at once with `Canceled`
+        (plain dispatched tasks are dropped and counted). What still runs
+        *timeout* seconds after the call (on the clock) is killed: the handles
+        of killed tasks hold `Canceled`. A stop called from one of this
+        pool's own tasks does not wait for that task (it ends once the task
+        returns). A concurrent second call waits for the first; a second
+        call without *drain* during a drain stops draining.
+
+        :return bool: True if everything ended in time (and the drain, if
+            asked for, completed); False if workers had to be killed.
+        """
+        return self._stop(timeout, drain, cancel_pending)[0]
+
+    def quit(self, drain: bool = False, cancel_pending: bool = False) -> int:
+        """The seed's verb: ``stop(None, drain=drain, cancel_pending=cancel_pending)``.
+
+        :return int: the number of tasks left queued for the next ``start()``
+            (0 after a drain or with *cancel_pending*).
+        """
+        return self._stop(None, drain, cancel_pending)[1]
+
+    def __enter__(self) -> "Dispatcher":
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        # A clean exit runs what the block accepted; an exception cancels it.
+        failed = exc_type is not None
+        self.stop(drain=not failed, cancel_pending=failed)
+
+    def _drained(self) -> bool:
+        pool = self._pool
+        busy = len(pool) - len(pool.idle)
         quitter = self._quitter
-        if quitter is not None and quitter in self._workers and quitter.state == _BUSY:
+        if quitter is not None and quitter in pool.workers and quitter.state == BUSY:
             busy -= 1
         return busy <= 0 and not self._buffer and not self._overflow and not self._room_waiters
 
-    def quit(self, drain=False):
-        """See `IDispatcher.quit`.
-
-        Blocks until every worker has ended (a worker calling ``quit`` from
-        inside a task is not waited for; it ends once its task returns). A
-        second call while one is in progress waits for it; ``quit(False)``
-        during a drain stops draining. Dispatches made while stopping are
-        kept for the next ``run()``; dispatches made while draining run
-        before ``quit`` returns, so a steady stream of them delays it. Draining
-        a pool without workers starts one, even with ``max_workers=0``.
-        """
-        status = self._status
-        if status is _STOPPED:
-            return
-        if status is not _RUNNING:
-            if not drain and status is _DRAINING:
-                self._status = _STOPPING
+    def _stop(self, timeout: Any, drain: bool, cancel_pending: bool) -> tuple[bool, int]:
+        timeout = _checks.seconds("timeout", timeout, none=True)
+        life = self._life
+        if life.state is State.NEW or life.state is State.STOPPED:
+            return True, self._settle_backlog(cancel_pending)
+        if self._stopping:
+            if not drain and life.state is State.DRAINING:
+                life.state = State.STOPPING
                 self._changed.set()
-            self._stopped.wait()
-            return
-        current = getcurrent()
-        self._quitter = next((w for w in self._workers if w.greenlet is current), None)
+            life.wait_stopped()
+            return self._last_clean, len(self._buffer) + len(self._overflow)
+        self._stopping = True
+        clock = self._clock
+        deadline = None if timeout is None else clock.monotonic() + timeout
+        self._quitter = self._pool.current()
+        drained = True
         if drain:
-            self._status = _DRAINING
+            life.state = State.DRAINING
             self._logger.info("dispatcher %r: draining", self._name)
-            while self._status is _DRAINING and not self._drained():
-                if not self._workers:
-                    # Draining was asked for: even a pool resized to
-                    # max_workers=0 gets one worker to do it.
-                    self._grow_limit = max(self._grow_limit, 1)
-                    self._grow()
+            while life.state is State.DRAINING and not self._drained():
+                remaining = None if deadline is None else deadline - clock.monotonic()
+                if remaining is not None and remaining <= 0:
+                    drained = False
+                    break
                 self._changed.clear()
-                self._changed.wait()
-        self._status = _STOPPING
-        self._stop_workers()
-        self._status = _STOPPED
+                clock.wait(self._changed, remaining)
+            drained = drained and self._drained()
+        life.state = State.STOPPING
+        self._pool.close()
+        clean = self._stop_workers(deadline) and drained
+        left = self._settle_backlog(cancel_pending)
         self._quitter = None
-        self._stopped.set()
-        self._logger.info(
-            "dispatcher %r: stopped (%d buffered, %d overflowed kept)",
-            self._name,
-            len(self._buffer),
-            len(self._overflow),
-        )
+        self._stopping = False
+        self._last_clean = clean
+        self._logger.info("dispatcher %r: stopped (%d tasks kept for the next start)", self._name, left)
+        life.stopped(clean)
+        return clean, left
 
-    def _stop_workers(self):
+    def _stop_workers(self, deadline: float | None) -> bool:
         self._grow_limit = 0
         # Give the backlog fresh containers: the ending workers hold the old,
         # now empty ones, so they finish their task and leave, while tasks
-        # dispatched from here on wait for the next run().
+        # dispatched from here on wait for the next run.
         backlog = self._buffer
         self._buffer = collections.deque(backlog)
         backlog.clear()
@@ -452,43 +681,82 @@ class Dispatcher(_WorkerPool):
         self._stack, self._overflow, self._overflow_pop = self._new_overflow(old_overflow)
         if self._policy != "reject":
             old_overflow.clear()
-        self._retire(len(self._workers))
-        current = getcurrent()
-        ending = [w.greenlet for w in self._workers if w.greenlet is not current]
-        gevent.joinall(ending)
+        pool = self._pool
+        pool.retire(len(pool))
+        remaining = None if deadline is None else max(0.0, deadline - self._clock.monotonic())
+        quitter = self._quitter
+        clean = pool.finish(remaining, exclude=None if quitter is None else quitter.greenlet)
         # Only now: the watchdog still guards the tasks that were in flight.
         for greenlet in self._supervisors:
             greenlet.kill()
         self._supervisors = []
+        return clean
 
-    def resize(self, min_workers=None, max_workers=None):
+    def _settle_backlog(self, cancel_pending: bool) -> int:
+        """Cancel the backlog (with *cancel_pending*) or report it; return how many tasks stay queued."""
+        left = len(self._buffer) + len(self._overflow)
+        if not left:
+            return 0
+        if not cancel_pending:
+            self._logger.warning(
+                "dispatcher %r: %d accepted task(s) stay queued until the next start()", self._name, left
+            )
+            return left
+        tasks = list(self._buffer) + list(self._overflow)
+        self._buffer.clear()
+        if self._policy != "reject":
+            self._overflow.clear()
+        dropped = 0
+        for task in tasks:
+            if type(task) is TaskHandle:
+                if task.cancel():
+                    self._cancelled += 1
+            else:
+                dropped += 1
+                self._cancelled += 1
+        self._logger.warning(
+            "dispatcher %r: cancelled %d pending task(s) (%d plain dispatched tasks dropped)",
+            self._name,
+            len(tasks),
+            dropped,
+        )
+        return 0
+
+    def resize(self, min_workers: int | None = None, max_workers: int | None = None) -> None:
         """See `IDispatcher.resize`. Never switches.
 
-        :raises InvalidArgument: if a bound is not an int.
+        :raises InvalidArgument: for bounds the constructor would refuse
+            (nothing is changed then).
         """
-        low = self._min_workers if min_workers is None else max(0, _check_count("min_workers", min_workers))
-        high = self._max_workers if max_workers is None else _check_count("max_workers", max_workers)
-        high = max(low, high)
+        low = self._min_workers if min_workers is None else min_workers
+        high = self._max_workers if max_workers is None else max_workers
+        low, high = _check_bounds(low, high)
+        before = len(self._pool)
         self._min_workers, self._max_workers = low, high
-        if self._status is not _RUNNING and self._status is not _DRAINING:
+        if not self._life.running:
             return
+        pool = self._pool
         self._grow_limit = high
         self._at_max = False
-        live = self._live_count()
+        live = pool.live()
         if live > high:
-            self._retire(live - high)
+            pool.retire(live - high)
         elif live < low:
-            for _ in range(min(low - live, high - len(self._workers))):
-                self._spawn_worker()
+            for _ in range(min(low - live, high - len(pool))):
+                pool.spawn(self._buffer, self._overflow)
         self._kick()
         self._logger.debug("dispatcher %r: resized to min %d, max %d", self._name, low, high)
+        after = pool.live()
+        if after != before:
+            self._life.emit(PoolScaled, before, after, "resize")
 
     # -- introspection ---------------------------------------------------------
 
-    def stats(self):
+    def stats(self) -> dict[str, int]:
         """See `IDispatcher.stats`. ``executed`` counts finished tasks, failed or not."""
-        workers = len(self._workers)
-        idle = len(self._idle)
+        pool = self._pool
+        workers = len(pool)
+        idle = len(pool.idle)
         return {
             "workers": workers,
             "busy": workers - idle,
@@ -496,28 +764,44 @@ class Dispatcher(_WorkerPool):
             "buffered": len(self._buffer),
             "overflowed": len(self._overflow),
             "dispatched": self._dispatched,
-            "executed": self._retired_done + sum(w.done for w in self._workers),
+            "executed": self._retired_done + sum(w.done for w in pool.workers),
             "failed": self._failed,
             "timed_out": self._timed_out,
             "rejected": self._rejected,
+            "cancelled": self._cancelled,
             "scale_ups": self._scale_ups,
             "scale_downs": self._scale_downs,
         }
 
-    def snapshot(self):
+    def snapshot(self) -> dict[str, Any]:
         """See `IDispatcher.snapshot`."""
-        snap = {"component": "dispatcher", "name": self._name, "status": self._status.name}
+        snap = self._life.header()
+        snap["status"] = self.status.name
         snap.update(self.stats())
         snap["min_workers"] = self._min_workers
         snap["max_workers"] = self._max_workers
         snap["max_buffered"] = self._max_buffered
+        snap["task_timeout"] = self._task_timeout
         return snap
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<greenworks.Dispatcher %r %s workers=%d buffered=%d overflowed=%d>" % (
             self._name,
-            self._status.name,
-            len(self._workers),
+            self._life.state.value,
+            len(self._pool),
             len(self._buffer),
             len(self._overflow),
         )
+
+
+def _check_bounds(min_workers: Any, max_workers: Any) -> tuple[int, int]:
+    """Return ``(min_workers, max_workers)`` if a pool with them can run a task.
+
+    :raises InvalidArgument: a bound is not an int, ``min_workers < 0``,
+        ``max_workers < 1``, or ``min_workers > max_workers``.
+    """
+    low = _checks.count("min_workers", min_workers)
+    high = _checks.count("max_workers", max_workers, minimum=1)
+    if low > high:
+        raise invalid_argument("min_workers", min_workers, "an int <= max_workers (%d)" % high)
+    return low, high

@@ -1,80 +1,76 @@
 """
 JobRunner: periodic jobs on wall-clock ticks, with a global concurrency
-limit, dedupe, panic capture and stats (a port of Sotaneum/go-runner).
+limit, dedupe, panic capture, stats and leader election.
 
 Usage::
 
-    r = JobRunner(limit=10, dedupe=True)
-    r.set_jobs([job("report", send_report, Cron("0 8 * * *")),
-                job("sweep", sweep, Every(minutes=5))])
-    for result in r.results:        # one Result per tick that ran something
-        log(result.errors())
+    with JobRunner(limit=10, dedupe=True) as r:
+        r.set_jobs([job("report", send_report, Cron("0 8 * * *")),
+                    job("sweep", sweep, Every(minutes=5))])
+        for result in r.results:        # one Result per tick that ran something
+            log(result.errors())
 
-The pipeline, and how it differs from the Go original:
+The pipeline:
 
-- A tick greenlet sleeps (through the clock) until the next multiple of
-  ``tick`` seconds of wall-clock time, measured against absolute deadlines,
-  so ticks never drift. If the hub was busy past several boundaries, the
-  next tick runs once and the boundaries skipped are counted
-  (``missed_ticks_total``) and logged.
-- On each tick it evaluates the standing set (:meth:`JobRunner.set_jobs`,
-  beyond Go) and takes **at most one** pushed batch from the FIFO (the seed's
-  behaviour: a batch is used up by its tick). Each job's ``is_run(now)`` is
-  asked with *now* = the tick time in ``timezone``; with ``tick`` a whole
-  number of minutes that is second 0 of the minute (Go cuts to the minute).
-  The due jobs of one tick become one batch and one :class:`Result`.
-- A batch greenlet walks its jobs in input order: dedupe, wait for one of the
-  ``limit`` slots shared by every batch (unless ``stop()`` came first: then
-  ``ErrShuttingDown``, deterministically), then hands the job to a worker.
-  At most ``limit`` worker greenlets exist, shared by every batch and never
-  one per job: jobs that do not block run back to back on one worker, a job
-  that blocks keeps its worker and the next job gets another. A worker is
-  named ``greenworks.jobs[<id>]`` while it runs a job (so
-  ``gevent.util.format_run_info()`` shows what runs), and workers end once
-  no batch is live. Job timestamps are read as floats and made into
-  datetimes after the batch, off the path that starts jobs.
+- A tick greenlet sleeps (through the clock, on the runner's Context) until
+  the next multiple of ``tick`` seconds of wall-clock time, measured against
+  absolute deadlines, so ticks never drift. If the hub was busy past several
+  boundaries, the next tick runs once and the boundaries skipped are counted
+  (``missed_ticks_total``), logged and announced (`TicksMissed`).
+- On each tick it evaluates the standing set (:meth:`JobRunner.set_jobs`) and
+  takes **at most one** pushed batch from the FIFO (a batch is used up by its
+  tick). Each job's ``is_run(now)`` is asked with *now* = the tick time in
+  ``timezone``; with ``tick`` a whole number of minutes that is second 0 of
+  the minute. The due jobs of one tick become one batch and one
+  :class:`Result`, run by a `~greenworks._batches.BatchRunner` on shared
+  workers, at most ``limit`` at a time.
 - Results go to :attr:`JobRunner.results`, which keeps the newest
   ``results_buffer`` Results and drops (and counts) the oldest.
-- With a ``leader`` lock, only the process holding it runs the tick's jobs,
+- With a ``leader`` lock only the process holding it runs the tick's jobs,
   and each due job is claimed as ``"<id>@<tick UTC iso>"`` first, so a job
-  runs at most once per tick across processes.
+  runs at most once per tick across processes. A fenced lock
+  (`~greenworks.interfaces.IFencedLock`) refuses the claims of a stale leader
+  (one that was paused past its lease): it then stops leading at once. A lock
+  whose backend cannot be reached for 3 ticks in a row is reported once, at
+  ERROR, and shown in ``snapshot()["leader_error"]`` until it recovers.
 
 ``push`` puts straight into the FIFO, so exactly ``batch_buffer`` batches
-are accepted before it blocks (Go lets one more through, held by its ingest
-goroutine). Batches fed through ``source=`` pass through an ingest greenlet
-that, like Go's, holds one batch while the FIFO is full.
+are accepted before it blocks. Batches fed through ``source=`` pass through
+an ingest greenlet that holds one batch while the FIFO is full.
+
+Differences from the original (Sotaneum/go-runner): ``wait()`` implies
+``stop()`` (a later tick can never post to a closed stream), a stop always
+wins over a freed slot, a standing set and leader election exist, and
+``stop(timeout)`` waits for the jobs and kills what outlives it.
 """
 
-import collections
 import datetime
 import logging
-import math
+from typing import Any
 
-from gevent import getcurrent
+import zope.event
 from gevent.event import AsyncResult, Event
+from greenlet import getcurrent
 from zope.interface import implementer
 
-from greenworks import _greenlets
-from greenworks._checks import is_int, is_real
-from greenworks._jobs_results import JobResult, Result, ResultStream, Stats, _Batch
-from greenworks._jobs_workers import _BatchWorkers
+from greenworks import _checks
+from greenworks._batches import NO_LIMIT, BatchRunner
+from greenworks._component import Lifecycle, State, iso
+from greenworks._results import JobResult, Result, ResultStream, _Batch
 from greenworks._schedules import Cron, Every, Job, job
-from greenworks.clock import get_clock
+from greenworks.context import with_cancel
+from greenworks.events import JobSkipped, LeadershipAcquired, LeadershipLost, TicksMissed
 from greenworks.exceptions import (
-    ErrShuttingDown,
-    ErrSkippedDuplicate,
     InvalidScheduleError,
     PanicError,
     ShuttingDownError,
     SkippedDuplicateError,
     invalid_argument,
 )
-from greenworks.interfaces import IJobRunner, ILeaderLock, IStatusSource
+from greenworks.interfaces import IJobRunner, ILeaderLock
 
 __all__ = [
     "Cron",
-    "ErrShuttingDown",
-    "ErrSkippedDuplicate",
     "Every",
     "InvalidScheduleError",
     "Job",
@@ -84,20 +80,23 @@ __all__ = [
     "Result",
     "ShuttingDownError",
     "SkippedDuplicateError",
-    "Stats",
     "job",
 ]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LIMIT = 50
 DEFAULT_BATCH_BUFFER = 64
 DEFAULT_RESULTS_BUFFER = 8
+#: Consecutive ticks without reaching the leader lock's backend before one ERROR.
+LEADER_ERROR_TICKS = 3
 
 _US = 1000000
+_UTC = datetime.timezone.utc
+# A claim must outlive its tick so no process can claim the same tick again.
+_MIN_CLAIM_TTL = 1.0
 
 
-def _check_jobs(name, jobs):
+def _check_jobs(name: str, jobs: Any) -> list[Any]:
     try:
         jobs = list(jobs)
     except TypeError:
@@ -108,64 +107,79 @@ def _check_jobs(name, jobs):
     return jobs
 
 
-@implementer(IJobRunner, IStatusSource)
-class JobRunner(_BatchWorkers):
-    """Default implementation of `IJobRunner` (and `IStatusSource`).
+def _stats() -> dict[str, int]:
+    return {
+        "in_flight_jobs": 0,
+        "batch_queue_depth": 0,
+        "batch_queue_capacity": 0,
+        "dedupe_skips_total": 0,
+        "dropped_results_total": 0,
+        "missed_ticks_total": 0,
+        "not_leader_ticks_total": 0,
+        "claim_skips_total": 0,
+        "fenced_claims_total": 0,
+        "discarded_batches_total": 0,
+    }
+
+
+@implementer(IJobRunner)
+class JobRunner:
+    """Default implementation of `IJobRunner`.
 
     Starts its tick greenlet (and the ingest greenlet with *source*) at
-    construction, as Go's constructors do; call :meth:`stop_and_wait` to end it.
+    construction; ``stop()`` (or leaving a ``with`` block) ends it.
 
     :param source: optional queue (anything with a blocking ``get()``, e.g.
-        ``gevent.queue.Queue``) the caller feeds with batches; the seed's
-        ``runnerCh``. Putting ``StopIteration`` on it ends the ingest greenlet.
-    :param int limit: jobs running at once across all batches; ``<= 0`` means 50.
-    :keyword bool dedupe: skip a job whose id is in flight (``ErrSkippedDuplicate``).
-    :keyword int batch_buffer: FIFO size for pushed batches; ``< 1`` means 1.
+        ``gevent.queue.Queue``) the caller feeds with batches. Putting
+        ``StopIteration`` on it ends the ingest greenlet.
+    :param limit: jobs running at once across all batches: an int ``>= 1``,
+        or ``None`` for no limit (default 50).
+    :keyword bool dedupe: skip a job whose id is in flight (`SkippedDuplicateError`).
+    :keyword int batch_buffer: FIFO size for pushed batches (``>= 1``).
     :keyword on_panic: ``on_panic(id, exc, stack)`` when a ``run()`` raised; runs
         in the worker greenlet that ran the job, which holds its slot until
         ``on_panic`` returns; its own exceptions are logged and ignored.
     :keyword on_skip: ``on_skip(id)`` for a dedupe skip, in the batch greenlet.
     :keyword int results_buffer: Results :attr:`results` keeps (>= 1).
-    :keyword float tick: seconds between ticks (> 0); boundaries are multiples
-        of it in wall-clock time.
+    :keyword float tick: seconds between ticks (>= 0.001); boundaries are
+        multiples of it in wall-clock time.
     :keyword tzinfo timezone: zone of the *now* given to ``is_run``; ``None`` is
         the clock's zone (local time for the real clock, UTC for a FakeClock).
     :keyword bool input_order: order ``Result.items`` like the input instead of by completion.
     :keyword ILeaderLock leader: run jobs only while holding this lease; ``None``: always.
-    :keyword float leader_ttl: lease and claim ttl; default ``max(2 * tick, 1.0)``.
+    :keyword float leader_ttl: the lease's ttl; default one ``tick`` (a lock
+        that renews itself, like `RedisLock`, is then taken over within a
+        tick of its holder's death). Claims live ``max(2 * tick, 1)`` seconds
+        at least.
     :keyword str name: shown in greenlet names, logs and :meth:`snapshot`.
     :raises InvalidArgument: for any argument of the wrong type or range.
     """
 
     def __init__(
         self,
-        source=None,
-        limit=DEFAULT_LIMIT,
+        source: Any = None,
+        limit: int | None = 50,
         *,
-        dedupe=False,
-        batch_buffer=DEFAULT_BATCH_BUFFER,
-        on_panic=None,
-        on_skip=None,
-        results_buffer=DEFAULT_RESULTS_BUFFER,
-        tick=60.0,
-        timezone=None,
-        input_order=False,
-        leader=None,
-        leader_ttl=None,
-        name="jobs",
-        clock=None,
-        logger=None,
-    ):
+        dedupe: bool = False,
+        batch_buffer: int = DEFAULT_BATCH_BUFFER,
+        on_panic: Any = None,
+        on_skip: Any = None,
+        results_buffer: int = DEFAULT_RESULTS_BUFFER,
+        tick: float = 60.0,
+        timezone: datetime.tzinfo | None = None,
+        input_order: bool = False,
+        leader: Any = None,
+        leader_ttl: float | None = None,
+        name: str = "jobs",
+        clock: Any = None,
+        logger: Any = None,
+    ) -> None:
         if source is not None and not callable(getattr(source, "get", None)):
             raise invalid_argument("source", source, "None or a queue with a blocking get()")
-        if not is_int(limit):
-            raise invalid_argument("limit", limit, "an int (<= 0 means %d)" % DEFAULT_LIMIT)
-        if not is_int(batch_buffer):
-            raise invalid_argument("batch_buffer", batch_buffer, "an int (< 1 means 1)")
-        if not is_int(results_buffer) or results_buffer < 1:
-            raise invalid_argument("results_buffer", results_buffer, "an int >= 1")
-        if not is_real(tick) or not 0 < tick < math.inf:
-            raise invalid_argument("tick", tick, "a number of seconds > 0")
+        limit = _checks.count("limit", limit, minimum=1, none=True)
+        batch_buffer = _checks.count("batch_buffer", batch_buffer, minimum=1)
+        results_buffer = _checks.count("results_buffer", results_buffer, minimum=1)
+        tick = _checks.seconds("tick", tick, positive=True)
         tick_us = round(tick * _US)
         if tick_us < 1000:
             raise invalid_argument("tick", tick, "at least 0.001 seconds")
@@ -176,66 +190,81 @@ class JobRunner(_BatchWorkers):
                 raise invalid_argument(arg, value, "a callable or None")
         if leader is not None and not ILeaderLock.providedBy(leader):
             raise invalid_argument("leader", leader, "an ILeaderLock or None")
-        if leader_ttl is None:
-            leader_ttl = max(2.0 * tick, 1.0)
-        elif not is_real(leader_ttl) or not leader_ttl > 0:
-            raise invalid_argument("leader_ttl", leader_ttl, "a number of seconds > 0 or None")
-        if not isinstance(name, str) or not name:
-            raise invalid_argument("name", name, "a non-empty str")
-
-        self._utc = datetime.timezone.utc
-        self.name = name
-        self.tick = float(tick)
+        leader_ttl = _checks.seconds("leader_ttl", leader_ttl, none=True, positive=True)
+        self._life = life = Lifecycle(self, "jobs", name, clock, logger, __name__)
+        self._clock = life.clock
+        self._log = life.logger
+        self.name = life.name
+        self.tick = tick
         self._tick_us = tick_us
-        self.limit = limit if limit > 0 else DEFAULT_LIMIT
+        self._limit = limit
         self.dedupe = bool(dedupe)
-        self.batch_buffer = max(1, batch_buffer)
-        self._on_panic = on_panic
-        self._on_skip = on_skip
+        self.batch_buffer = batch_buffer
         self._timezone = timezone
-        self._input_order = bool(input_order)
         self._leader = leader
-        self._leader_ttl = float(leader_ttl)
-        self._clock = get_clock(clock)
-        self._log = logger or globals()["logger"]
+        self._leader_ttl = tick if leader_ttl is None else leader_ttl
+        self._claim_ttl = max(self._leader_ttl, 2.0 * tick, _MIN_CLAIM_TTL)
         self._source = source
 
-        self._fifo = []  # pushed batches, oldest first
+        self._fifo: list[list[Any]] = []  # pushed batches, oldest first
         self._space = Event()  # set whenever the FIFO shrinks (or on stop)
-        self._running = 0  # jobs holding a slot
-        self._slot = Event()  # set whenever a slot frees (or on stop)
-        self._in_flight = set()
-        self._standing = []
-        self._stats = Stats(batch_queue_capacity=self.batch_buffer)
+        self._standing: list[Any] = []
+        self._stats = _stats()
+        self._stats["batch_queue_capacity"] = batch_buffer
         self.results = ResultStream(results_buffer, self._clock)
-        self._batches = set()  # live batch greenlets
-        self._ready = collections.deque()  # a batch per job holding a slot, for the workers
-        self._parked = []  # wake Events of idle workers, most recently parked last
-        self._workers = 0  # live worker greenlets
-        self._waking = 0  # workers woken or spawned that have not looked at _ready yet
-        self._worker_seq = 0
-        self._idle = Event()  # set while no batch and no worker is live
-        self._idle.set()
-        self._batch_seq = 0
+        self._batches = BatchRunner(
+            life,
+            limit=NO_LIMIT if limit is None else limit,
+            dedupe=self.dedupe,
+            results=self.results,
+            stats=self._stats,
+            zone=self._zone,
+            input_order=bool(input_order),
+            on_panic=on_panic,
+            on_skip=on_skip,
+        )
         self._is_leader = leader is None
-        self._last_tick = None
+        self._leader_failures = 0
+        self._leader_error: str | None = None
+        self._last_tick: datetime.datetime | None = None
         self._next_index = round(self._clock.time() * _US) // tick_us + 1
         self._stopping = False
-        self._stop_event = Event()
-        self._stopped = Event()
+        self._ctx = with_cancel(None, clock=self._clock)
 
-        self._tick_greenlet = _greenlets.spawn("greenworks.jobs[%s:tick]" % name, self._tick_loop)
-        self._ingest_greenlet = None
-        self._held = None
+        life.started()
+        self._tick_greenlet = life.spawn("greenworks.jobs[%s:tick]" % name, self._tick_loop)
+        self._ingest_greenlet: Any = None
+        self._held: list[Any] | None = None
         if source is not None:
-            self._ingest_greenlet = _greenlets.spawn("greenworks.jobs[%s:ingest]" % name, self._ingest)
+            self._ingest_greenlet = life.spawn("greenworks.jobs[%s:ingest]" % name, self._ingest)
         self._log.info(
-            "job runner %r started: tick=%ss limit=%d dedupe=%s", name, self.tick, self.limit, self.dedupe
+            "job runner %r started: tick=%ss limit=%s dedupe=%s", name, self.tick, self._limit, self.dedupe
         )
+
+    # -- reading ---------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._life.state
+
+    @property
+    def limit(self) -> int | None:
+        """Jobs running at once across all batches, or None for no limit (read-only)."""
+        return self._limit
+
+    max_workers = limit
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this runner led its last tick (bool; always True without ``leader``)."""
+        return self._is_leader
+
+    def _zone(self) -> Any:
+        return self._timezone or self._clock.now().tzinfo
 
     # -- feeding -------------------------------------------------------------
 
-    def push(self, batch, timeout=None):
+    def push(self, batch: Any, timeout: float | None = None) -> bool:
         """Queue *batch* (an iterable of jobs) for the next tick.
 
         Blocks while ``batch_buffer`` batches wait (backpressure), up to
@@ -243,19 +272,22 @@ class JobRunner(_BatchWorkers):
 
         :return bool: True if queued; False after ``stop()`` or on timeout
             (the batch was not kept).
-        :raises InvalidArgument: if *batch* is not an iterable of jobs.
+        :raises InvalidArgument: if *batch* is not an iterable of jobs, or a
+            job's schedule cannot fire on this runner's ticks.
         """
-        batch = _check_jobs("batch", batch)
+        timeout = _checks.seconds("timeout", timeout, none=True, negative=True)
+        batch = self._checked("batch", batch)
         return self._enqueue(batch, timeout)
 
-    def _enqueue(self, batch, timeout=None):
-        deadline = None if timeout is None else self._clock.monotonic() + timeout
+    def _enqueue(self, batch: list[Any], timeout: float | None = None) -> bool:
+        clock = self._clock
+        deadline = None if timeout is None else clock.monotonic() + timeout
         while not self._stopping and len(self._fifo) >= self.batch_buffer:
             self._space.clear()
             if deadline is None:
-                self._clock.wait(self._space)
+                clock.wait(self._space)
             elif (
-                not self._clock.wait(self._space, deadline - self._clock.monotonic())
+                not clock.wait(self._space, deadline - clock.monotonic())
                 and len(self._fifo) >= self.batch_buffer
             ):
                 return False
@@ -264,7 +296,7 @@ class JobRunner(_BatchWorkers):
         self._fifo.append(batch)
         return True
 
-    def push_and_await(self, batch):
+    def push_and_await(self, batch: Any) -> AsyncResult:
         """Run *batch* now, without waiting for a tick, and return an ``AsyncResult``.
 
         ``is_run`` is asked once, in the calling greenlet, with the current
@@ -283,21 +315,54 @@ class JobRunner(_BatchWorkers):
             # is_run is user code and may have switched: stop() may have run meanwhile.
             if not self._stopping:
                 prepared.reply = reply
-                self._start_batch(prepared)
+                self._batches.start_batch(prepared)
                 return reply
         reply.set_exception(ShuttingDownError("runner: stopped before the batch was accepted"))
         return reply
 
-    def set_jobs(self, jobs):
-        """Replace the standing set evaluated on every tick (beyond Go). Never blocks.
+    def set_jobs(self, jobs: Any) -> None:
+        """Replace the standing set evaluated on every tick. Never blocks.
 
         A tick already being evaluated keeps the set it started with.
 
-        :raises InvalidArgument: if *jobs* is not an iterable of jobs.
+        :raises InvalidArgument: if *jobs* is not an iterable of jobs, or two
+            of them share an id.
+        :raises InvalidScheduleError: naming the job, if its schedule can
+            never fire on this runner's ticks (an ``Every`` period that is not
+            a multiple of ``tick``, or an offset off the tick grid).
         """
-        self._standing = _check_jobs("jobs", jobs)
+        jobs = self._checked("jobs", jobs)
+        seen: set[Any] = set()
+        for item in jobs:
+            job_id = item.get_id()
+            if job_id in seen:
+                raise invalid_argument("jobs", job_id, "unique job ids (this one is listed twice)")
+            seen.add(job_id)
+        self._standing = jobs
 
-    def _ingest(self):
+    def _checked(self, name: str, jobs: Any) -> list[Any]:
+        jobs = _check_jobs(name, jobs)
+        for item in jobs:
+            self._check_schedule(item)
+        return jobs
+
+    def _check_schedule(self, item: Any) -> None:
+        """Refuse a job whose ``Every`` schedule would never, or only sometimes, fall on a tick."""
+        schedule = getattr(item, "schedule", None)
+        period = getattr(schedule, "period", None)
+        if not isinstance(period, (int, float)) or isinstance(schedule, type):
+            return
+        offset = getattr(schedule, "offset", 0.0) or 0.0
+        tick_us = self._tick_us
+        period_us = round(period * _US)
+        offset_us = round(offset * _US)
+        if period_us % tick_us or offset_us % tick_us:
+            raise InvalidScheduleError(
+                "job %r: schedule %r cannot fire on a %gs tick: its period (%gs) and offset (%gs) must be"
+                " multiples of the tick" % (getattr(item, "id", item), schedule, self.tick, period, offset)
+            )
+
+    def _ingest(self) -> None:
         source = self._source
         while not self._stopping:
             try:
@@ -315,35 +380,37 @@ class JobRunner(_BatchWorkers):
                 continue
             self._held = batch  # stop() kills us mid-wait: it counts this one as discarded
             if not self._enqueue(batch):
-                self._stats.discarded_batches_total += 1
+                self._stats["discarded_batches_total"] += 1
             self._held = None
 
     # -- ticking -------------------------------------------------------------
 
-    def _at(self, boundary_us):
-        at = datetime.datetime.fromtimestamp(boundary_us // _US, self._utc)
+    def _at(self, boundary_us: int) -> datetime.datetime:
+        at = datetime.datetime.fromtimestamp(boundary_us // _US, _UTC)
         at += datetime.timedelta(microseconds=boundary_us % _US)
-        tz = self._timezone or self._clock.now().tzinfo
-        return at.astimezone(tz)
+        return at.astimezone(self._zone())
 
-    def _tick_loop(self):
+    def _tick_loop(self) -> None:
         tick_us = self._tick_us
+        ctx = self._ctx
+        clock = self._clock
         while not self._stopping:
             boundary = self._next_index * tick_us
-            remaining = boundary - round(self._clock.time() * _US)
+            remaining = boundary - round(clock.time() * _US)
             if remaining > 0:
-                if self._clock.wait(self._stop_event, remaining / _US):
+                if not ctx.sleep(remaining / _US):
                     return
                 continue  # woken early, or the wall clock moved: recompute
-            current = round(self._clock.time() * _US) // tick_us
+            current = round(clock.time() * _US) // tick_us
             missed = current - self._next_index
             if missed > 0:
-                self._stats.missed_ticks_total += missed
+                self._stats["missed_ticks_total"] += missed
                 self._log.warning(
                     "job runner %r missed %d tick(s): the hub was busy past their boundaries; ran once",
                     self.name,
                     missed,
                 )
+                self._life.emit(TicksMissed, missed)
                 self._next_index = current
             index = self._next_index
             self._next_index = index + 1
@@ -352,11 +419,13 @@ class JobRunner(_BatchWorkers):
             except Exception:  # a bug here must not end the ticks
                 self._log.exception("job runner %r: tick failed", self.name)
 
-    def _run_tick(self, at):
+    def _run_tick(self, at: datetime.datetime) -> None:
         self._last_tick = at
         if not self._lead():
-            self._stats.not_leader_ticks_total += 1
+            self._stats["not_leader_ticks_total"] += 1
             self._log.debug("job runner %r: not the leader at %s, no jobs run", self.name, at)
+            if zope.event.subscribers:
+                self._announce_not_leader(at)
             return
         jobs = list(self._standing)
         popped = bool(self._fifo)
@@ -367,33 +436,73 @@ class JobRunner(_BatchWorkers):
             return
         batch = self._prepare(at, jobs, claim=self._leader is not None)
         if popped or batch.jobs or batch.items:
-            self._start_batch(batch)
+            self._batches.start_batch(batch)
 
-    def _lead(self):
-        """Be the leader this tick, or not; a lock that raises means not."""
+    def _announce_not_leader(self, at: datetime.datetime) -> None:
+        # Only with a subscriber: a follower does not otherwise ask is_run.
+        for item in list(self._standing):
+            try:
+                if item.is_run(at):
+                    self._life.emit(JobSkipped, item.get_id(), at, "not_leader")
+            except Exception:
+                continue
+
+    def _lead(self) -> bool:
+        """Be the leader this tick, or not; a lock that raises or cannot reach its backend means not."""
         leader = self._leader
         if leader is None:
             return True
+        error: BaseException | None = None
         try:
             ok = False
             if self._is_leader and leader.is_held:
-                ok = leader.renew()
+                ok = bool(leader.renew())
             if not ok:
-                ok = leader.acquire(self._leader_ttl)
-            ok = bool(ok)
-        except Exception:
-            self._log.exception("job runner %r: leader lock failed; not leading this tick", self.name)
+                ok = bool(leader.acquire(self._leader_ttl))
+            if not ok:
+                error = getattr(leader, "last_error", None)
+        except Exception as exc:
             ok = False
+            error = exc
+        self._note_leader_error(error)
         if ok != self._is_leader:
             self._log.info("job runner %r: %s leadership", self.name, "took" if ok else "lost")
+            if ok:
+                self._life.emit(LeadershipAcquired)
+            else:
+                self._life.emit(LeadershipLost, "error" if error is not None else "lost")
         self._is_leader = ok
         return ok
 
-    def _prepare(self, at, jobs, claim):
+    def _note_leader_error(self, error: BaseException | None) -> None:
+        """Say once, loudly, that the lock's backend is out of reach; once that it is back."""
+        if error is None:
+            if self._leader_error is not None:
+                self._log.warning("job runner %r: the leader lock is reachable again", self.name)
+            self._leader_failures = 0
+            self._leader_error = None
+            return
+        self._leader_failures += 1
+        if self._leader_failures == LEADER_ERROR_TICKS:
+            self._leader_error = "%s: %s" % (type(error).__name__, error)
+            self._log.error(
+                "job runner %r: the leader lock %r failed on %d ticks in a row; no jobs run until it"
+                " recovers: %s",
+                self.name,
+                self._leader,
+                LEADER_ERROR_TICKS,
+                self._leader_error,
+                exc_info=error,
+            )
+        else:
+            self._log.debug("job runner %r: leader lock failed: %r", self.name, error)
+
+    def _prepare(self, at: datetime.datetime, jobs: list[Any], claim: bool) -> _Batch:
         runnable = []
         ids = []
         indices = []
         items = []
+        fenced = False
         for index, item in enumerate(jobs):
             try:
                 job_id = item.get_id()
@@ -409,132 +518,234 @@ class JobRunner(_BatchWorkers):
                 continue
             if not due:
                 continue
-            if claim and not self._claim(job_id, at):
-                continue
+            if claim:
+                if fenced:
+                    self._stats["fenced_claims_total"] += 1
+                    continue
+                outcome = self._claim(job_id, at)
+                if str(outcome) == "fenced":
+                    fenced = True
+                    self._fenced()
+                    continue
+                if not outcome:
+                    continue
             runnable.append(item)
             ids.append(job_id)
             indices.append(index)
         return _Batch(at, runnable, ids, indices, items)
 
-    def _claim(self, job_id, at):
-        key = "%s@%s" % (job_id, at.astimezone(self._utc).isoformat())
+    def _claim(self, job_id: str, at: datetime.datetime) -> Any:
+        key = "%s@%s" % (job_id, at.astimezone(_UTC).isoformat())
         try:
-            ok = self._leader.claim(key, self._leader_ttl)
+            outcome = self._leader.claim(key, self._claim_ttl)
         except Exception:
             self._log.exception("job runner %r: claim %r failed; job not run", self.name, key)
-            ok = False
-        if not ok:
-            self._stats.claim_skips_total += 1
-        return bool(ok)
+            outcome = False
+        if str(outcome) == "fenced":
+            self._stats["fenced_claims_total"] += 1
+        elif not outcome:
+            self._stats["claim_skips_total"] += 1
+            self._life.emit(JobSkipped, job_id, at, "claimed")
+        return outcome
+
+    def _fenced(self) -> None:
+        """A newer leader exists: this one was paused past its lease. Stop leading at once."""
+        self._log.warning(
+            "job runner %r: a newer leader holds %r (this process was paused past its lease);"
+            " no jobs run until it leads again",
+            self.name,
+            self._leader,
+        )
+        if self._is_leader:
+            self._is_leader = False
+            self._life.emit(LeadershipLost, "fenced")
 
     # -- inspecting ----------------------------------------------------------
 
-    def stats(self):
-        """Return a `Stats` snapshot (a new object each call)."""
-        s = self._stats
-        s.in_flight_jobs = self._running
-        s.batch_queue_depth = len(self._fifo)
-        s.dropped_results_total = self.results.dropped
-        return Stats(**s.as_dict())
+    def stats(self) -> dict[str, int]:
+        """Return the counters and sizes now, as a new dict of ints. Never blocks.
 
-    def in_flight_ids(self):
+        ``in_flight_jobs`` (jobs holding a slot), ``batch_queue_depth`` /
+        ``batch_queue_capacity`` (pushed batches), ``dedupe_skips_total``,
+        ``dropped_results_total``, ``missed_ticks_total``,
+        ``not_leader_ticks_total``, ``claim_skips_total`` (due jobs another
+        process had claimed), ``fenced_claims_total`` (claims refused because
+        a newer leader exists), ``discarded_batches_total`` (queued batches
+        dropped by ``stop()``).
+        """
+        stats = dict(self._stats)
+        stats["in_flight_jobs"] = self._batches.running
+        stats["batch_queue_depth"] = len(self._fifo)
+        stats["dropped_results_total"] = self.results.dropped
+        return stats
+
+    def in_flight_ids(self) -> list[str]:
         """Return the sorted ids marked in flight (running or waiting for a slot); ``[]`` without dedupe."""
-        return sorted(self._in_flight)
+        return sorted(self._batches.in_flight)
 
-    @property
-    def is_leader(self):
-        """Whether this runner led its last tick (bool; always True without ``leader``)."""
-        return self._is_leader
+    def snapshot(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict describing the runner (for status pages).
 
-    def snapshot(self):
-        """Return a JSON-serialisable dict describing the runner (for status pages)."""
-        ids = []
+        Beyond the common header: ``tick``, ``last_tick``, ``next_tick``,
+        ``is_leader``, ``leader_error`` (None, or the backend error once it
+        failed 3 ticks in a row), ``stats`` and ``jobs``, one dict per job of
+        the standing set: ``id``, ``schedule`` (its text), ``running`` (in
+        flight, with dedupe) and ``last_run`` (None or ``{"at", "duration",
+        "outcome", "error"}``).
+        """
+        last_runs = self._batches.last_runs
+        in_flight = self._batches.in_flight
+        jobs = []
         for item in list(self._standing):
             try:
-                ids.append(str(item.get_id()))
+                job_id = str(item.get_id())
             except Exception:
-                ids.append("<%s>" % type(item).__name__)
+                job_id = "<%s>" % type(item).__name__
+            last = last_runs.get(job_id)
+            jobs.append(
+                {
+                    "id": job_id,
+                    "schedule": str(getattr(item, "schedule", None) or "every tick"),
+                    "running": job_id in in_flight,
+                    "last_run": None
+                    if last is None
+                    else {
+                        "at": iso(last[0]),
+                        "duration": last[1] - last[0],
+                        "outcome": "ok" if last[2] is None else "error",
+                        "error": None if last[2] is None else repr(last[2]),
+                    },
+                }
+            )
         next_tick = None
         if not self._stopping:
-            next_tick = self._at(self._next_index * self._tick_us).isoformat()
-        return {
-            "component": "jobs",
-            "name": self.name,
-            "tick": self.tick,
-            "last_tick": self._last_tick.isoformat() if self._last_tick is not None else None,
-            "next_tick": next_tick,
-            "is_leader": self._is_leader,
-            "stats": self.stats().as_dict(),
-            "jobs": ids,
-        }
+            next_tick = self._at(self._next_index * self._tick_us).astimezone(_UTC).isoformat()
+        snap = self._life.header()
+        snap.update(
+            tick=self.tick,
+            limit=self._limit,
+            last_tick=None if self._last_tick is None else self._last_tick.astimezone(_UTC).isoformat(),
+            next_tick=next_tick,
+            is_leader=self._is_leader,
+            leader_error=self._leader_error,
+            stats=self.stats(),
+            jobs=jobs,
+        )
+        return snap
 
     # -- stopping ------------------------------------------------------------
 
-    def stop(self):
-        """Stop ticking and ingesting; jobs waiting for a slot get ``ErrShuttingDown``.
+    def start(self) -> "JobRunner":
+        """See `IComponent.start`: a JobRunner ticks from construction, so this returns it.
 
-        Jobs already running carry on (``wait()`` waits for them). Batches
-        still queued are discarded, counted and logged. A held leader lease
-        is released. Synchronous and idempotent; a concurrent second call
-        returns once the first finished.
+        :raises ShuttingDownError: after :meth:`stop` (a JobRunner does not restart).
         """
         if self._stopping:
-            if getcurrent() not in (self._tick_greenlet, self._ingest_greenlet):
-                self._clock.wait(self._stopped)
-            return
-        self._stopping = True
-        self._stop_event.set()
-        self._space.set()
-        self._slot.set()
-        current = getcurrent()
-        try:
-            if self._ingest_greenlet is not None and current is not self._ingest_greenlet:
-                self._ingest_greenlet.kill()
-            if current is not self._tick_greenlet:
-                self._tick_greenlet.join()
-            discarded = len(self._fifo) + (self._held is not None)
-            self._held = None
-            if discarded:
-                self._fifo.clear()
-                self._stats.discarded_batches_total += discarded
-                self._log.warning("job runner %r stopped; dropped %d queued batch(es)", self.name, discarded)
-            if self._leader is not None and self._is_leader:
-                try:
-                    self._leader.release()
-                except Exception:
-                    self._log.exception("job runner %r: releasing the leader lock failed", self.name)
-                self._is_leader = False
-        finally:
-            self._stopped.set()
-        self._log.info("job runner %r stopped", self.name)
+            raise ShuttingDownError("job runner %r is stopped and cannot start again" % self.name)
+        return self
 
-    def wait(self, timeout=None):
-        """Stop (``wait()`` implies ``stop()``), block until every batch finished, close :attr:`results`.
+    def stop(self, timeout: float | None = None, *, wait: bool = True) -> bool:
+        """Stop ticking and ingesting; jobs waiting for a slot get a `ShuttingDownError`.
 
-        Go's ``Wait()`` without ``Stop()`` crashed on the next tick; here no
-        tick can come after ``wait()``. Must not be called from a job.
+        Queued batches are discarded, counted and logged; a held leader lease
+        is released. With *wait* (the default) it then blocks until every
+        batch finished, kills whatever still runs *timeout* seconds after the
+        call (on the clock; ``None``: waits as long as it takes) and closes
+        :attr:`results`. ``stop(wait=False)`` (the seed's ``Stop``) returns
+        once the tick and ingest greenlets ended while running jobs carry on
+        (:meth:`wait` waits for them); it may be called from a job.
+        Idempotent.
+
+        :return bool: True if everything ended in time (always True with
+            ``wait=False``); False if jobs had to be killed.
+        :raises ReentrantStopError: with *wait*, from one of the runner's own
+            greenlets (a job), which it would wait for.
+        """
+        timeout = _checks.seconds("timeout", timeout, none=True)
+        if not wait:
+            self._stop_ticking()
+            return True
+        self._life.check_not_own("stop")
+        self._stop_ticking()
+        clean = self._clock.wait(self._batches.idle, timeout)
+        if not clean:
+            self._life.finish(self._batches.greenlets(), 0, "job")
+        self._finished(clean)
+        return clean
+
+    def stop_and_wait(self, timeout: float | None = None) -> bool:
+        """The seed's verb for :meth:`stop` (``stop(timeout)``)."""
+        return self.stop(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Stop ticking (as ``stop(wait=False)``), wait for every batch, close :attr:`results`.
+
+        Unlike :meth:`stop` it kills nothing: after *timeout* it returns
+        False and the jobs carry on. No tick can come after ``wait()``.
 
         :return bool: False if *timeout* passed first (results stay open).
+        :raises ReentrantStopError: from one of the runner's own greenlets.
         """
-        self.stop()
-        if not self._clock.wait(self._idle, timeout):
+        timeout = _checks.seconds("timeout", timeout, none=True)
+        self._life.check_not_own("wait")
+        self._stop_ticking()
+        if not self._clock.wait(self._batches.idle, timeout):
             return False
-        self.results.close()
+        self._finished(True)
         return True
 
-    def stop_and_wait(self, timeout=None):
-        """``stop()`` then ``wait(timeout)``; afterwards no greenlet of this runner is alive.
+    def _finished(self, clean: bool) -> None:
+        self.results.close()
+        if self._life.state is not State.STOPPED:
+            self._life.stopped(clean)
 
-        :return bool: False if *timeout* passed first.
-        """
+    def _stop_ticking(self) -> None:
+        tick = self._tick_greenlet
+        if self._stopping:
+            # A concurrent stop is ending the tick greenlet: wait for it, unless we are it.
+            if not _is_current(tick):
+                tick.join()
+            return
+        self._stopping = True
+        self._life.state = State.STOPPING
+        self._ctx.cancel()
+        self._space.set()
+        self._batches.stop()
+        ingest = self._ingest_greenlet
+        if ingest is not None and not _is_current(ingest):
+            ingest.kill()
+        if not _is_current(tick):
+            tick.join()
+        discarded = len(self._fifo) + (self._held is not None)
+        self._held = None
+        if discarded:
+            self._fifo.clear()
+            self._stats["discarded_batches_total"] += discarded
+            self._log.warning("job runner %r stopped; dropped %d queued batch(es)", self.name, discarded)
+        if self._leader is not None and self._is_leader:
+            try:
+                self._leader.release()
+            except Exception:
+                self._log.exception("job runner %r: releasing the leader lock failed", self.name)
+            self._is_leader = False
+            self._life.emit(LeadershipLost, "stopped")
+        self._log.info("job runner %r stopped ticking", self.name)
+
+    def __enter__(self) -> "JobRunner":
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         self.stop()
-        return self.wait(timeout)
 
-    def __repr__(self):
-        return "<greenworks.JobRunner %r tick=%ss limit=%d running=%d%s>" % (
+    def __repr__(self) -> str:
+        return "<greenworks.JobRunner %r %s tick=%ss limit=%s running=%d>" % (
             self.name,
+            self._life.state.value,
             self.tick,
-            self.limit,
-            self._running,
-            " stopped" if self._stopping else "",
+            self._limit,
+            self._batches.running,
         )
+
+
+def _is_current(greenlet: Any) -> bool:
+    return greenlet is getcurrent()

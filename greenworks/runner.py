@@ -41,11 +41,13 @@ Differences from the Go original, each pinned by a test:
   by themselves (Go never restarts them; that stays the default).
 """
 
+import dataclasses
 import datetime
+import enum
 import itertools
 import logging
-import numbers
 from collections.abc import Collection
+from typing import Any
 
 import gevent
 from gevent import GreenletExit
@@ -53,18 +55,19 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 from zope.interface import implementer
 
-from greenworks import _greenlets
-from greenworks._runner_status import WorkerState, WorkerStatus
-from greenworks.clock import get_clock
+from greenworks import _checks
+from greenworks._component import Lifecycle, State
 from greenworks.context import with_cancel
+from greenworks.events import WorkerExited, WorkerStarted
 from greenworks.exceptions import DeadlineExceeded, RunnerClosedError, invalid_argument
 from greenworks.interfaces import IContext, IRunner
 
-__all__ = ["Runner", "WorkerState", "WorkerStatus"]
+__all__ = ["DEFAULT_STOP_TIMEOUT", "Runner", "WorkerInfo", "WorkerState", "WorkerStatus"]
 
 logger = logging.getLogger(__name__)
 
-_LIVE = (WorkerState.STARTING, WorkerState.RUNNING, WorkerState.STOPPING)
+#: Seconds a cancelled worker may take to return before it is killed.
+DEFAULT_STOP_TIMEOUT = 10.0
 
 _MAX_REPR = 60
 
@@ -79,6 +82,74 @@ def _short_repr(task):
 
 def _as_datetime(timestamp, tz):
     return None if timestamp is None else datetime.datetime.fromtimestamp(timestamp, tz)
+
+
+class WorkerState(enum.Enum):
+    """Where one worker of a `~greenworks.runner.Runner` is in its life.
+
+    ``STARTING`` (spawned; ``run`` not called yet, e.g. waiting for an older
+    worker of an equal task to end) -> ``RUNNING`` -> ``STOPPING`` (its
+    context was cancelled, ``run`` has not returned) -> one of ``EXITED``
+    (``run`` returned), ``FAILED`` (``new_worker`` or ``run`` raised; see
+    ``error``) or ``KILLED`` (ended by ``GreenletExit``, e.g. after
+    ``stop_timeout``). A worker may skip ``STOPPING`` when ``run`` returns by
+    itself.
+    """
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    EXITED = "exited"
+    FAILED = "failed"
+    KILLED = "killed"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerInfo:
+    """An immutable snapshot of one worker, as returned by ``Runner.worker_info()``.
+
+    :ivar task: the tracked task object (the first one applied).
+    :ivar worker: what ``new_worker(task)`` returned, or None if it raised.
+    :ivar WorkerState state: the state when the snapshot was taken.
+    :ivar started_at: aware ``datetime`` (runner's clock) when ``run`` was called, or None.
+    :ivar exited_at: aware ``datetime`` when it ended, or None while alive.
+    :ivar error: the exception ``new_worker`` or ``run`` raised, or None.
+    """
+
+    __slots__ = ("task", "worker", "state", "started_at", "exited_at", "error")
+
+    task: object
+    worker: object
+    state: WorkerState
+    started_at: object
+    exited_at: object
+    error: object
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker's greenlet has not ended yet."""
+        return self.state in (WorkerState.STARTING, WorkerState.RUNNING, WorkerState.STOPPING)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return this snapshot as JSON-serialisable plain data (reprs, aware UTC ISO 8601 times)."""
+        return {
+            "task": _short_repr(self.task),
+            "state": self.state.value,
+            "started_at": _utc_iso(self.started_at),
+            "exited_at": _utc_iso(self.exited_at),
+            "error": None if self.error is None else repr(self.error),
+        }
+
+
+#: Deprecated name of `WorkerInfo`.
+WorkerStatus = WorkerInfo
+
+
+def _utc_iso(moment: datetime.datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(datetime.timezone.utc).isoformat()
+
+
+_LIVE = (WorkerState.STARTING, WorkerState.RUNNING, WorkerState.STOPPING)
 
 
 class _Slot:
@@ -116,10 +187,10 @@ class _Slot:
     def on_exit(self, _greenlet=None):
         self.runner._slot_exited(self)
 
-    def status(self, tz):
+    def info(self, tz: Any) -> WorkerInfo:
         # Times are kept as POSIX floats (cheap on the hot path) and only
         # turned into datetimes for a snapshot.
-        return WorkerStatus(
+        return WorkerInfo(
             self.task,
             self.worker,
             self.state,
@@ -180,90 +251,108 @@ class Runner:
     """
 
     def __init__(
-        self, new_worker, *, stop_timeout=None, restart_exited=False, name="runner", clock=None, logger=None
-    ):
+        self,
+        new_worker: Any,
+        *,
+        stop_timeout: float | None = DEFAULT_STOP_TIMEOUT,
+        restart_exited: bool = False,
+        name: str = "runner",
+        clock: Any = None,
+        logger: Any = None,
+    ) -> None:
         if not callable(new_worker):
             raise invalid_argument("new_worker", new_worker, "a callable new_worker(task) -> IWorker")
-        if stop_timeout is not None and (
-            isinstance(stop_timeout, bool)
-            or not isinstance(stop_timeout, numbers.Real)
-            or not stop_timeout >= 0
-        ):
-            raise invalid_argument("stop_timeout", stop_timeout, "None or a number of seconds >= 0")
+        self._stop_timeout = _checks.seconds("stop_timeout", stop_timeout, none=True)
         if not isinstance(restart_exited, bool):
             raise invalid_argument("restart_exited", restart_exited, "a bool")
-        if not isinstance(name, str) or not name:
-            raise invalid_argument("name", name, "a non-empty str")
+        self._life = life = Lifecycle(self, "runner", name, clock, logger, __name__)
         self._new_worker = new_worker
-        self._stop_timeout = None if stop_timeout is None else float(stop_timeout)
         self._restart_exited = restart_exited
-        self._name = name
-        self._clock = get_clock(clock)
-        self._logger = logger if logger is not None else logging.getLogger(__name__)
+        self._name = life.name
+        self._clock = life.clock
+        self._logger = life.logger
         self._root = with_cancel(None, clock=self._clock)
         self._lock = Semaphore(1)
-        self._applying = None
+        self._applying: Any = None
         self._closed = False
+        self._last_clean = True
         # task -> _Slot for every desired task, in the order tasks were first applied.
-        self._active = {}
+        self._active: dict[Any, _Slot] = {}
         # task -> [_Slot, ...]: cancelled workers whose greenlet has not ended yet.
-        self._stopping = {}
+        self._stopping: dict[Any, list[_Slot]] = {}
         # task -> _Slot: desired tasks whose greenlet ended (only consulted with restart_exited).
-        self._exited = {}
+        self._exited: dict[Any, _Slot] = {}
+        # The seed's Runner works from construction: there is nothing to start.
+        life.started()
 
     # -- reading -------------------------------------------------------------
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self._name
 
     @property
-    def closed(self):
+    def state(self) -> State:
+        return self._life.state
+
+    @property
+    def closed(self) -> bool:
         return self._closed
 
-    def tasks(self):
+    @property
+    def stop_timeout(self) -> float | None:
+        """Seconds a cancelled worker may take before it is killed; None: wait for ever (read-only)."""
+        return self._stop_timeout
+
+    def tasks(self) -> list[Any]:
         """Return the desired tasks, in the order they were first applied.
 
-        As in Go, a task whose worker already returned stays listed until a
-        later ``apply_tasks`` drops it. Tasks whose cancelled worker is still
-        exiting are not listed (see :meth:`status`).
+        A task whose worker already returned stays listed until a later
+        ``apply_tasks`` drops it. Tasks whose cancelled worker is still
+        exiting are not listed (see :meth:`worker_info`).
         """
         return list(self._active)
 
-    def workers(self):
+    def workers(self) -> list[Any]:
         """Return the worker objects of :meth:`tasks`, in the same order.
 
         A task whose ``new_worker`` call raised has no worker and is skipped.
         """
         return [slot.worker for slot in self._active.values() if slot.worker is not None]
 
-    def status(self):
-        """Return a `WorkerStatus` per desired task, then one per worker still exiting.
+    def worker_info(self) -> list[WorkerInfo]:
+        """Return a `WorkerInfo` per desired task, then one per worker still exiting. Never blocks.
 
-        :return list: of frozen `WorkerStatus` snapshots.
+        :return list: of frozen `WorkerInfo` snapshots.
         """
         tz = self._clock.now().tzinfo
-        result = [slot.status(tz) for slot in self._active.values()]
+        result = [slot.info(tz) for slot in self._active.values()]
         for slots in self._stopping.values():
-            result.extend(slot.status(tz) for slot in slots)
+            result.extend(slot.info(tz) for slot in slots)
         return result
 
-    def snapshot(self):
+    def status(self) -> list[WorkerInfo]:
+        """Deprecated name of :meth:`worker_info`."""
+        return self.worker_info()
+
+    def snapshot(self) -> dict[str, Any]:
         """Return the runner's state as JSON-serialisable plain data.
 
-        ``{"component": "runner", "name": ..., "closed": bool, "workers":
-        <greenlets alive>, "tasks": [{"task": repr, "state": "running",
-        "started_at": ISO-8601 or None, "exited_at": ..., "error": repr or
-        None}, ...]}``, tasks in :meth:`status` order.
+        ``{"component": "runner", "name": ..., "state": "running",
+        "started_at": ..., "closed": bool, "workers": <greenlets alive>,
+        "stop_timeout": seconds or None, "tasks": [{"task": repr, "state":
+        "running", "started_at": ISO 8601 UTC or None, "exited_at": ...,
+        "error": repr or None}, ...]}``, tasks in :meth:`worker_info` order.
         """
-        tasks = [status.as_dict() for status in self.status()]
-        return {
-            "component": "runner",
-            "name": self._name,
-            "closed": self._closed,
-            "workers": sum(1 for item in tasks if item["state"] in _LIVE_VALUES),
-            "tasks": tasks,
-        }
+        tasks = [info.as_dict() for info in self.worker_info()]
+        snap = self._life.header()
+        snap.update(
+            closed=self._closed,
+            workers=sum(1 for item in tasks if item["state"] in _LIVE_VALUES),
+            stop_timeout=self._stop_timeout,
+            tasks=tasks,
+        )
+        return snap
 
     # -- reconciling ---------------------------------------------------------
 
@@ -298,10 +387,7 @@ class Runner:
         desired = self._desired(tasks)
         if ctx is not None and not IContext.providedBy(ctx):
             raise invalid_argument("ctx", ctx, "an IContext or None")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout >= 0
-        ):
-            raise invalid_argument("timeout", timeout, "None or a number of seconds >= 0")
+        timeout = _checks.seconds("timeout", timeout, none=True)
         if self._applying is gevent.getcurrent():
             raise RuntimeError("apply_tasks called from inside new_worker of the same Runner")
         with self._lock:
@@ -413,7 +499,7 @@ class Runner:
         previous = self._stopping.get(task) if self._stopping else None
         previous = previous[-1].greenlet if previous else None
         self._active[task] = slot
-        slot.greenlet = _greenlets.spawn(
+        slot.greenlet = self._life.spawn(
             "greenworks.%s[%s]" % (self._name, _short_repr(task)), self._run_worker, slot, run, previous
         )
 
@@ -424,6 +510,7 @@ class Runner:
                 previous.join()
             slot.state = WorkerState.RUNNING if slot.ctx.err is None else WorkerState.STOPPING
             slot.started_at = self._clock.time()
+            self._life.emit(WorkerStarted, slot.task)
             try:
                 run(slot.ctx)
             except Exception as exc:
@@ -468,6 +555,7 @@ class Runner:
         if slot.ctx is not None and slot.ctx.err is None:
             # Releases the context from the runner's root; the worker is gone anyway.
             slot.ctx.cancel()
+        self._life.emit(WorkerExited, task, slot.error)
         waiters, slot.waiters = slot.waiters, None
         if waiters:
             for waiter in waiters:
@@ -522,16 +610,37 @@ class Runner:
 
     # -- stopping ------------------------------------------------------------
 
-    def stop(self):
-        """Cancel every worker and block until each one's greenlet ended.
+    def start(self) -> "Runner":
+        """See `IComponent.start`: a Runner runs from construction, so this returns it.
 
-        Honours ``stop_timeout`` (workers ignoring cancellation that long are
-        killed). Idempotent: a second or concurrent call blocks the same way
-        and returns once everything ended. ``tasks()`` and ``workers()`` still
-        list the tracked entries afterwards, as in Go.
+        :raises RunnerClosedError: after :meth:`stop` (a Runner does not restart).
         """
-        first = not self._closed
+        if self._closed:
+            raise RunnerClosedError("runner %r is stopped and cannot start again" % self._name)
+        return self
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """See `IComponent.stop`: cancel every worker and block until each one's greenlet ended.
+
+        A worker that ignores its cancelled context for ``stop_timeout``
+        seconds is killed; whatever is still alive *timeout* seconds after
+        the call (on the clock; ``None``: no overall limit) is killed too.
+        Idempotent: a second or concurrent call blocks the same way and
+        returns the first call's answer. ``tasks()`` and ``workers()`` still
+        list the tracked entries afterwards.
+
+        :return bool: True if every worker returned by itself; False if one
+            had to be killed.
+        :raises ReentrantStopError: from one of the runner's own workers.
+        """
+        timeout = _checks.seconds("timeout", timeout, none=True)
+        life = self._life
+        life.check_not_own("stop")
+        if self._closed:
+            life.wait_stopped()
+            return self._last_clean
         self._closed = True
+        life.state = State.STOPPING
         self._root.cancel()
         # Let an apply_tasks in progress finish its step, so every worker it
         # spawns is seen below (their contexts are already cancelled).
@@ -546,15 +655,29 @@ class Runner:
                     if not slot.greenlet.dead:
                         self._stop_slot(slot)
                         live.append(slot)
-        if first:
-            self._logger.info("runner %s: stopping %d workers", self._name, len(live))
+        self._logger.info("runner %s: stopping %d workers", self._name, len(live))
+        clean = True
         if live:
-            self._wait_for(live, None, None)
+            try:
+                self._wait_for(live, None, timeout)
+            except DeadlineExceeded:
+                pass
+            clean = life.finish([slot.greenlet for slot in live], 0, "worker")
+            clean = clean and not any(slot.state is WorkerState.KILLED for slot in live)
+        self._last_clean = clean
+        life.stopped(clean)
+        return clean
+
+    def __enter__(self) -> "Runner":
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        self.stop()
 
     def __repr__(self):
         return "<greenworks.Runner %r %s tasks=%d stopping=%d>" % (
             self._name,
-            "closed" if self._closed else "open",
+            self._life.state.value,
             len(self._active),
             sum(len(slots) for slots in self._stopping.values()),
         )

@@ -1,60 +1,68 @@
 """
 TaskManager: named, unique tasks on an elastic pool of workers, with supervision.
 
-A port of Go's ``plexsysio/taskmanager`` to greenlets, with its hand-off race
-designed out and Erlang/OTP-style restart limits added::
+Named tasks with supervision and Erlang/OTP-style restart limits::
 
-    manager = TaskManager(1, 8, timeout=30.0)
-    scheduled = manager.go(MyTask("reindex"))   # a gevent Event
-    scheduled.wait()                             # a worker picked it up
-    manager.task_status()["reindex"].progress
-    manager.stop(timeout=10)
+    with TaskManager(1, 8, timeout=30.0) as manager:
+        scheduled = manager.go(MyTask("reindex"))   # a gevent Event, plus the outcome
+        scheduled.wait()                             # a worker picked it up
+        manager.task_status()["reindex"].progress
+        scheduled.join()                             # the task is done for good
+    # leaving the block stopped the manager: stop(timeout) -> bool
 
 How it works (and why it cannot lose a task):
 
-- Pending tasks wait in one FIFO deque; idle workers wait in another, in the
-  order they became idle. Handing a task over pops an idle worker, records
-  the task on it and sets its wake-up event, all with no greenlet switch in
-  between, so no other greenlet can observe a half-done hand-off.
-- A worker whose idle wait timed out first looks whether a task was handed
-  to it meanwhile (then it runs it) and only then decides to retire, again
-  without a switch; it retires only while more than ``min_count`` workers
-  exist. ``stop()`` marks the manager stopped in the same atomic way, so a
-  task is either assigned (and run, seeing a cancelled context) or dropped
-  visibly by ``stop()`` (its handle is set with ``assigned`` False, and a
-  warning is logged).
+- Pending tasks wait in one FIFO deque; idle workers park in the shared
+  worker core (`greenworks._workers.WorkerSet`), oldest-idle first. Handing
+  a task over takes an idle worker off the idle list, records the task on it
+  and schedules its wake-up, all with no greenlet switch in between, so no
+  other greenlet can observe a half-done hand-off. A worker that starts, or
+  finishes a task, takes the oldest pending task itself.
+- A parked worker's idle timeout is a timer that fires only while the
+  worker is still parked: a worker woken first keeps its task, one timed out
+  first can no longer be handed one. It then retires only while more than
+  ``min_workers`` workers exist. ``stop()`` marks the manager stopped in the
+  same atomic way, so a task is either assigned (and run, seeing a
+  cancelled context) or dropped visibly by ``stop()`` (its handle is set
+  with ``assigned`` False and its outcome is `Canceled`; a warning names it).
 - Scale-up is one clock timer, not a greenlet per task: when the oldest
-  pending task has waited ``schedule_delay`` seconds with no idle worker,
-  ``ceil((max_count - workers) / 2)`` workers are added, as many times as
-  that keeps being true (so tasks that all waited grow the pool like Go's
-  per-task schedulers do), never above ``max_count``.
+  pending task that no starting worker will take has waited
+  ``schedule_delay`` seconds, ``ceil((max_workers - workers) / 2)`` workers
+  are added, as many times as that keeps being true, never above
+  ``max_workers``.
+
+Differences from the original (plexsysio/taskmanager): its hand-off race
+(a crash with a 1 ms idle timeout) is designed out, ``go()`` after ``stop()``
+raises, a failed task is never forgotten (its handle and ``failed_tasks()``
+carry the error), and ``stop(timeout)`` kills what outlives it and returns
+False (``raise_on_timeout=True`` raises `StopTimeoutError` as the original
+returned an error).
 """
 
 import datetime
 import logging
 import math
 from collections import deque
+from typing import Any
 
 import gevent
-from gevent.event import Event
 from zope.interface import implementer
 
-from greenworks import _greenlets
+from greenworks import _checks
+from greenworks._component import Lifecycle, State
 from greenworks._taskmanager_types import (
     _IDLE,
     FailedTask,
     Scheduled,
+    TaskState,
     TaskStatus,
     WorkerInfo,
     WorkerStatus,
-    _count,
     _Entry,
     _FuncTask,
-    _number,
-    _Worker,
 )
-from greenworks.clock import get_clock
-from greenworks.context import with_cancel
+from greenworks._workers import WorkerSet
+from greenworks.events import TaskGaveUp, TaskRestarted
 from greenworks.exceptions import (
     Canceled,
     ManagerStoppedError,
@@ -68,6 +76,7 @@ __all__ = [
     "FailedTask",
     "Scheduled",
     "TaskManager",
+    "TaskState",
     "TaskStatus",
     "WorkerInfo",
     "WorkerStatus",
@@ -75,14 +84,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The seed's hard-coded wait before a queued task triggers a scale-up.
+#: How long the oldest pending task waits for an idle worker before the pool grows.
 DEFAULT_SCHEDULE_DELAY = 0.5
 #: Default window for ``max_restarts``.
 DEFAULT_RESTART_PERIOD = 5.0
 
-_NOT_ASSIGNED = WorkerStatus.NOT_ASSIGNED
-_RUNNING = WorkerStatus.RUNNING
-_RESTARTED = WorkerStatus.RESTARTED
+_NOT_ASSIGNED = TaskState.NOT_ASSIGNED
+_RUNNING = TaskState.RUNNING
+_RESTARTED = TaskState.RESTARTED
+_UTC = datetime.timezone.utc
 # A timer may be computed as (queued_at + delay) - now and land an ulp short.
 _EPSILON = 1e-9
 # gevent.Timeout is a BaseException, but one escaping execute() is the task's
@@ -94,15 +104,15 @@ _TASK_ERRORS = (Exception, gevent.Timeout)
 class TaskManager:
     """Default implementation of `ITaskManager`.
 
-    :param int min_count: workers kept alive at all times (``>= 0``); they are
+    :param int min_workers: workers kept alive at all times (``>= 0``); they are
         started by the constructor.
-    :param int max_count: the most workers ever alive (``>= max(1, min_count)``).
-    :param float timeout: seconds a worker above ``min_count`` may stay idle
-        before it retires; ``None`` or ``<= 0`` means never.
+    :param int max_workers: the most workers ever alive (``>= max(1, min_workers)``).
+    :param float timeout: seconds a worker above ``min_workers`` may stay idle
+        before it retires; ``None`` or ``0`` means never.
     :param logger: a :class:`logging.Logger` (or anything with its methods);
         ``None`` means ``logging.getLogger("greenworks.taskmanager")``.
     :keyword float schedule_delay: how long the oldest pending task waits for
-        an idle worker before the pool grows (default 0.5 s, as in Go).
+        an idle worker before the pool grows (default 0.5 s).
     :keyword restart_backoff: an `IBackoff`; a restart waits
         ``duration(n)`` seconds, *n* being the task's consecutive restarts
         (1 for the first). The count starts over when a run lasted
@@ -124,54 +134,43 @@ class TaskManager:
 
     def __init__(
         self,
-        min_count,
-        max_count,
-        timeout,
-        logger=None,
+        min_workers: int,
+        max_workers: int,
+        timeout: float | None,
+        logger: Any = None,
         *,
-        schedule_delay=DEFAULT_SCHEDULE_DELAY,
-        restart_backoff=None,
-        max_restarts=None,
-        restart_period=DEFAULT_RESTART_PERIOD,
-        clock=None,
-        name="taskmanager",
-    ):
-        self._min = _count("min_count", min_count, 0)
-        self._max = _count("max_count", max_count, max(1, min_count))
-        timeout = _number("timeout", timeout, "a number of seconds or None", allow_none=True)
-        # <= 0 would make Go's workers time out at once and churn forever.
-        self._timeout = timeout if timeout is not None and 0 < timeout < math.inf else None
-        if logger is None:
-            logger = logging.getLogger(__name__)
-        elif not all(callable(getattr(logger, m, None)) for m in ("debug", "info", "warning", "error")):
-            raise invalid_argument("logger", logger, "a logging.Logger or None")
-        self._log = logger
-        self._schedule_delay = _number(
-            "schedule_delay", schedule_delay, "a finite number of seconds >= 0", minimum=0, finite=True
-        )
+        schedule_delay: float = DEFAULT_SCHEDULE_DELAY,
+        restart_backoff: Any = None,
+        max_restarts: int | None = None,
+        restart_period: float = DEFAULT_RESTART_PERIOD,
+        clock: Any = None,
+        name: str = "taskmanager",
+    ) -> None:
+        self._min = _checks.count("min_workers", min_workers)
+        self._max = _checks.count("max_workers", max_workers, minimum=max(1, self._min))
+        # 0 is "never" as None is: a worker that retired the moment it idled would churn.
+        self._timeout = _checks.seconds("timeout", timeout, none=True) or None
+        self._schedule_delay = _checks.seconds("schedule_delay", schedule_delay)
         if restart_backoff is not None and not IBackoff.providedBy(restart_backoff):
             raise invalid_argument("restart_backoff", restart_backoff, "an IBackoff or None")
         self._backoff = restart_backoff
-        self._max_restarts = None if max_restarts is None else _count("max_restarts", max_restarts, 0)
-        self._restart_period = _number(
-            "restart_period", restart_period, "a finite number of seconds > 0", finite=True
+        self._max_restarts = _checks.count("max_restarts", max_restarts, none=True)
+        self._restart_period = _checks.seconds("restart_period", restart_period, positive=True)
+        self._life = life = Lifecycle(self, "taskmanager", name, clock, logger, __name__)
+        self._name = life.name
+        self._clock = life.clock
+        self._log = life.logger
+        self._pool = WorkerSet(
+            life, self._work, "greenworks.%s[%%d]" % life.name, first_index=1, on_exit=self._worker_exited
         )
-        if not restart_period > 0:
-            raise invalid_argument("restart_period", restart_period, "a finite number of seconds > 0")
-        if not isinstance(name, str) or not name:
-            raise invalid_argument("name", name, "a non-empty str")
-        self._name = name
-        self._clock = get_clock(clock)
-        self._ctx = with_cancel(None, clock=self._clock)
-        self._workers = {}
-        self._idle = deque()
-        self._pending = deque()
-        self._tasks = {}
-        self._failed = {}
-        self._next_id = 1
+        self._ctx = self._pool.ctx
+        self._pending: deque[_Entry] = deque()
+        self._tasks: dict[str, _Entry] = {}
+        self._failed: dict[str, FailedTask] = {}
         self._stopped = False
-        self._exited = Event()
-        self._scale_timer = None
+        self._last_clean = True
+        self._scale_timer: Any = None
+        life.started()
         self._add_workers(self._min)
         self._log.info(
             "taskmanager %s started: min=%d max=%d idle timeout=%s", name, self._min, self._max, self._timeout
@@ -179,13 +178,14 @@ class TaskManager:
 
     # -- submitting ----------------------------------------------------------
 
-    def go(self, task):
+    def go(self, task: Any) -> Scheduled:
         """Queue *task*; a worker picks it up at once if one is idle.
 
         :return Scheduled: a gevent ``Event`` set once a worker picked the
-            task up (or once ``stop()`` dropped it; see ``assigned``).
+            task up (or once ``stop()`` dropped it; see ``assigned``), which
+            also carries the task's outcome (``join``, ``result``, ``exception``).
         :raises InvalidArgument: if *task* has no ``name()``/``execute(ctx)``
-            or its name is not a str.
+            or its name is not a non-empty str.
         :raises ManagerStoppedError: after ``stop()``; nothing is recorded.
         :raises TaskAlreadyExistsError: a task of that name is pending,
             running or waiting to restart.
@@ -194,9 +194,7 @@ class TaskManager:
         name_fn = getattr(task, "name", None)
         if not callable(execute) or not callable(name_fn):
             raise invalid_argument("task", task, "an IManagedTask with name() and execute(ctx)")
-        name = name_fn()
-        if not isinstance(name, str):
-            raise invalid_argument("task.name()", name, "a str")
+        name = _checks.name("task.name()", name_fn())
         if self._stopped:
             raise ManagerStoppedError()
         if name in self._tasks:
@@ -209,26 +207,52 @@ class TaskManager:
         self._enqueue(entry)
         return sched
 
-    def go_func(self, key, fn):
+    def go_func(self, key: str, fn: Any) -> Scheduled:
         """Queue ``fn(ctx)`` as a task named *key*; same contract as :meth:`go`.
 
-        :raises InvalidArgument: if *key* is not a str or *fn* not callable.
+        :raises InvalidArgument: if *key* is not a non-empty str or *fn* not callable.
         """
-        if not isinstance(key, str):
-            raise invalid_argument("key", key, "a str")
+        _checks.name("key", key)
         if not callable(fn):
             raise invalid_argument("fn", fn, "a callable taking a context")
         return self.go(_FuncTask(key, fn))
 
     # -- reading -------------------------------------------------------------
 
-    def status(self):
+    @property
+    def name(self) -> str:
+        """The manager's name (read-only), used in greenlet names and ``snapshot()``."""
+        return self._name
+
+    @property
+    def state(self) -> State:
+        return self._life.state
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop()`` was called."""
+        return self._stopped
+
+    @property
+    def min_workers(self) -> int:
+        return self._min
+
+    @property
+    def max_workers(self) -> int:
+        return self._max
+
+    def worker_info(self) -> dict[int, WorkerInfo]:
+        """Return ``{worker_id: WorkerInfo}`` for every live worker. Never blocks."""
         return {
-            wid: _IDLE if worker.task is None else WorkerInfo(worker.task.name, _RUNNING)
-            for wid, worker in self._workers.items()
+            worker.index: _IDLE if worker.item is None else WorkerInfo(worker.item.name, _RUNNING)
+            for worker in self._pool.workers
         }
 
-    def task_status(self):
+    def status(self) -> dict[int, WorkerInfo]:
+        """Deprecated name of :meth:`worker_info` (the seed's ``Status``)."""
+        return self.worker_info()
+
+    def task_status(self) -> dict[str, TaskStatus]:
         """Return ``{name: TaskStatus}`` for every pending, running or restarting task.
 
         ``progress()`` and ``description()`` are called now, on the caller's
@@ -236,14 +260,28 @@ class TaskManager:
         """
         return {name: self._task_status(entry) for name, entry in self._tasks.items()}
 
-    def failed_tasks(self):
-        """Return ``{name: FailedTask}`` for tasks given up after ``max_restarts``.
+    def failed_tasks(self) -> dict[str, FailedTask]:
+        """Return ``{name: FailedTask}`` for tasks that failed for good.
 
-        A record stays until a task of the same name is submitted again.
+        That is a task whose run raised and that was not restarted (it is
+        not restartable, or its ``restart()`` said no), or one given up after
+        ``max_restarts``. A record stays until a task of the same name is
+        submitted again.
         """
         return dict(self._failed)
 
-    def snapshot(self):
+    def stats(self) -> dict[str, int]:
+        """Counters and sizes now, as a dict of ints. Never blocks."""
+        pool = self._pool
+        return {
+            "workers": len(pool),
+            "idle": len(pool.idle),
+            "pending": len(self._pending),
+            "tasks": len(self._tasks),
+            "failed": len(self._failed),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
         """Return the manager's state as a JSON-serialisable dict (for health pages)."""
         tasks = []
         for status in self.task_status().values():
@@ -264,72 +302,77 @@ class TaskManager:
                 "name": f.name,
                 "restarts": f.restarts,
                 "last_error": None if f.last_error is None else repr(f.last_error),
-                "failed_at": f.failed_at.isoformat(),
+                "failed_at": f.failed_at.astimezone(_UTC).isoformat(),
             }
             for f in self._failed.values()
         ]
         workers = {
             str(wid): {"task": info.task_name, "status": info.status.value}
-            for wid, info in self.status().items()
+            for wid, info in self.worker_info().items()
         }
-        return {
-            "component": "taskmanager",
-            "name": self.name,
-            "workers": workers,
-            "tasks": tasks,
-            "failed": failed,
-        }
-
-    @property
-    def name(self):
-        """The manager's name (read-only), used in greenlet names and ``snapshot()``."""
-        return self._name
-
-    @property
-    def stopped(self):
-        """True once ``stop()`` was called."""
-        return self._stopped
+        snap = self._life.header()
+        snap.update(workers=workers, tasks=tasks, failed=failed, min_workers=self._min, max_workers=self._max)
+        return snap
 
     # -- stopping ------------------------------------------------------------
 
-    def stop(self, timeout=None):
+    def start(self) -> "TaskManager":
+        """See `IComponent.start`: a TaskManager runs from construction, so this returns it.
+
+        :raises ManagerStoppedError: after :meth:`stop` (a TaskManager does not restart).
+        """
+        if self._stopped:
+            raise ManagerStoppedError("taskmanager %r is stopped and cannot start again" % self._name)
+        return self
+
+    def stop(self, timeout: float | None = None, *, raise_on_timeout: bool = False) -> bool:
         """Cancel the context of every running task and wait for all workers to exit.
 
         The first call cancels the manager's context, drops every task no
         worker has picked up yet (their handles are set with ``assigned``
-        False; one warning names them), cancels pending restarts and wakes the
-        idle workers. A task already handed to a worker still runs, with the
-        cancelled context. Every call then blocks until all workers exited.
+        False and their outcome is `Canceled`; one warning names them),
+        cancels pending restarts and wakes the idle workers. A task already
+        handed to a worker still runs, with the cancelled context. Every call
+        then blocks until all workers exited.
 
-        If workers outlive *timeout* (measured on the manager's clock), they
-        are killed with ``GreenletExit`` (this blocks until they died) before
-        the error is raised, so no greenlet is ever left behind and
-        ``status()`` is empty either way. Idempotent. Must not be called from
-        one of the manager's own tasks, which would wait for itself.
+        Workers that outlive *timeout* (measured on the manager's clock) are
+        killed with ``GreenletExit`` (this blocks until they died), so no
+        greenlet is ever left behind and ``worker_info()`` is empty either
+        way. Idempotent.
 
         :param float timeout: seconds to wait, ``None`` for as long as it takes.
-        :raises StopTimeoutError: "failed to stop taskmanager" if workers had
-            to be killed.
+        :param bool raise_on_timeout: raise `StopTimeoutError` instead of
+            returning False (the seed's "failed to stop taskmanager").
+        :return bool: True if every worker ended in time; False if workers
+            had to be killed.
+        :raises ReentrantStopError: from one of the manager's own tasks.
         """
-        timeout = _number("timeout", timeout, "a number of seconds or None", allow_none=True)
-        if not self._stopped:
+        timeout = _checks.seconds("timeout", timeout, none=True)
+        life = self._life
+        life.check_not_own("stop")
+        if self._stopped:
+            life.wait_stopped()
+            clean = self._last_clean
+        else:
             self._begin_stop()
-        if self._clock.wait(self._exited, timeout):
-            return
-        stragglers = [w.greenlet for w in list(self._workers.values()) if w.greenlet is not None]
-        self._log.warning(
-            "taskmanager %s: killing %d worker(s) still running after %ss",
-            self.name,
-            len(stragglers),
-            timeout,
-        )
-        gevent.killall(stragglers, block=True)
-        raise StopTimeoutError("failed to stop taskmanager")
+            clean = self._pool.finish(timeout)
+            self._last_clean = clean
+            life.stopped(clean)
+        if not clean and raise_on_timeout:
+            raise StopTimeoutError("failed to stop taskmanager")
+        return clean
 
-    def _begin_stop(self):
+    def __enter__(self) -> "TaskManager":
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        self.stop()
+
+    def _begin_stop(self) -> None:
         self._stopped = True
+        self._life.state = State.STOPPING
         self._log.info("taskmanager %s stopping", self.name)
-        self._ctx.cancel()
+        self._pool.close()
         if self._scale_timer is not None:
             self._scale_timer.cancel()
             self._scale_timer = None
@@ -342,10 +385,13 @@ class TaskManager:
                 dropped.append(entry)
         for entry in dropped:
             self._tasks.pop(entry.name, None)
-            sched, entry.sched = entry.sched, None
-            if sched is not None:
+            sched = entry.sched
+            if not sched.is_set():
                 sched.assigned = False
                 sched.set()
+            sched._finish(
+                Canceled("taskmanager %r stopped before task %r could run" % (self._name, entry.name))
+            )
         if dropped:
             self._log.warning(
                 "taskmanager %s stopped before %d task(s) could be scheduled: %s",
@@ -353,83 +399,76 @@ class TaskManager:
                 len(dropped),
                 ", ".join(e.name for e in dropped),
             )
-        while self._idle:
-            self._idle.popleft().wakeup.set()
-        if not self._workers:
-            self._exited.set()
+        self._pool.retire(len(self._pool.idle))
 
     # -- scheduling (none of these switch greenlets) -------------------------
 
-    def _enqueue(self, entry):
+    def _enqueue(self, entry: _Entry) -> None:
         # Invariant: a worker is idle only while nothing is pending.
-        if self._idle:
-            self._assign(self._idle.popleft(), entry)
+        worker = self._pool.wake(lifo=False)
+        if worker is not None:
+            self._assign(worker, entry)
         else:
             self._pending.append(entry)
             self._arm_scale_timer()
 
-    def _assign(self, worker, entry):
-        worker.task = entry
+    def _assign(self, worker: Any, entry: _Entry) -> None:
+        worker.item = entry
         entry.status = _RUNNING
-        entry.worker = worker.id
+        entry.worker = worker.index
         entry.run_started = self._clock.monotonic()
         sched = entry.sched
-        if sched is not None:
-            entry.sched = None
+        if not sched.is_set():
             sched.assigned = True
-            sched.worker = worker.id
+            sched.worker = worker.index
             sched.set()
-        worker.wakeup.set()
 
-    def _dispatch(self):
-        pending, idle = self._pending, self._idle
-        while pending and idle:
-            self._assign(idle.popleft(), pending.popleft())
+    def _dispatch(self) -> None:
+        pending, pool = self._pending, self._pool
+        while pending and pool.idle:
+            self._assign(pool.wake(lifo=False), pending.popleft())
 
-    def _add_workers(self, count):
+    def _add_workers(self, count: int) -> int:
+        # Workers are born idle, so a task can be handed to one at once.
         added = 0
-        while added < count and not self._stopped and len(self._workers) < self._max:
-            worker = _Worker(self._next_id)
-            self._next_id += 1
-            self._workers[worker.id] = worker
-            self._idle.append(worker)
-            label = "greenworks.%s[%d]" % (self.name, worker.id)
-            worker.greenlet = _greenlets.spawn(label, self._work, worker)
+        pool = self._pool
+        while added < count and not self._stopped and len(pool) < self._max:
+            pool.spawn(idle=True)
             added += 1
         return added
 
-    def _arm_scale_timer(self):
-        if self._scale_timer is not None or not self._pending or len(self._workers) >= self._max:
+    def _arm_scale_timer(self) -> None:
+        if self._scale_timer is not None or not self._pending or len(self._pool) >= self._max:
             return
         due = self._pending[0].queued_at + self._schedule_delay
         self._scale_timer = self._clock.call_later(due - self._clock.monotonic(), self._scale_up)
 
-    def _scale_up(self):
+    def _scale_up(self) -> None:
         # Runs from the clock (the hub, or FakeClock.advance): must not block.
         self._scale_timer = None
         if self._stopped:
             return
+        pool = self._pool
+        pending = self._pending
         now = self._clock.monotonic()
-        before = len(self._workers)
-        while self._pending and not self._idle and len(self._workers) < self._max:
-            if self._pending[0].queued_at + self._schedule_delay > now + _EPSILON:
+        before = len(pool)
+        while pending and not pool.idle and len(pool) < self._max:
+            if pending[0].queued_at + self._schedule_delay > now + _EPSILON:
                 break
-            self._add_workers(math.ceil((self._max - len(self._workers)) / 2))
+            self._add_workers(math.ceil((self._max - len(pool)) / 2))
             self._dispatch()
-        if len(self._workers) != before:
-            self._log.debug(
-                "taskmanager %s scaled up from %d to %d workers", self.name, before, len(self._workers)
-            )
-            if len(self._workers) >= self._max and self._pending:
+        if len(pool) != before:
+            self._log.debug("taskmanager %s scaled up from %d to %d workers", self.name, before, len(pool))
+            if len(pool) >= self._max and pending:
                 self._log.warning(
                     "taskmanager %s at maximum (%d workers) with %d task(s) pending",
                     self.name,
                     self._max,
-                    len(self._pending),
+                    len(pending),
                 )
         self._arm_scale_timer()
 
-    def _requeue(self, entry):
+    def _requeue(self, entry: _Entry) -> None:
         # From a restart-backoff timer or straight from the failed worker.
         entry.timer = None
         if self._stopped or self._tasks.get(entry.name) is not entry:
@@ -441,75 +480,58 @@ class TaskManager:
 
     # -- workers -------------------------------------------------------------
 
-    def _work(self, worker):
-        try:
-            while True:
-                entry = worker.task
-                if entry is None:
-                    if self._stopped:
-                        return
-                    worker.wakeup.clear()
-                    self._clock.wait(worker.wakeup, self._timeout)
-                    entry = worker.task
-                    if entry is None:
-                        # The check and the retirement happen with no switch
-                        # in between: a hand-off cannot sneak into the gap,
-                        # and simultaneous timeouts cannot go below min.
-                        if self._stopped:
-                            return
-                        if not worker.wakeup.is_set() and len(self._workers) > self._min:
-                            self._idle.remove(worker)
-                            del self._workers[worker.id]
-                            self._log.debug(
-                                "taskmanager %s: worker %d retired after idling %ss",
-                                self.name,
-                                worker.id,
-                                self._timeout,
-                            )
-                            return
-                        continue
-                failed = self._run(entry)
-                worker.task = None
-                if failed:
-                    # A task failing at once and restarting at once must not
-                    # starve the hub: let other greenlets run between runs.
-                    gevent.sleep(0)
-                if self._stopped:
+    def _work(self, worker: Any) -> None:
+        pool = self._pool
+        pool.started(worker)
+        while True:
+            entry = worker.item
+            if entry is None:
+                if self._stopped or worker.retire:
                     return
                 if self._pending:
-                    self._assign(worker, self._pending.popleft())
+                    entry = self._pending.popleft()
+                    self._assign(worker, entry)
                     if not self._pending and self._scale_timer is not None:
                         self._scale_timer.cancel()
                         self._scale_timer = None
+                elif pool.park(worker, self._timeout):
+                    continue
+                elif len(pool) > self._min and not self._stopped:
+                    # Timed out while still parked: nothing can be handed to
+                    # it any more, and the check happens with no switch.
+                    self._log.debug(
+                        "taskmanager %s: worker %d retired after idling %ss",
+                        self.name,
+                        worker.index,
+                        self._timeout,
+                    )
+                    return
                 else:
-                    self._idle.append(worker)
-        finally:
-            self._worker_exited(worker)
+                    continue
+            failed = self._run(entry)
+            worker.item = None
+            if failed:
+                # A task failing at once and restarting at once must not
+                # starve the hub: let other greenlets run between runs.
+                gevent.sleep(0)
 
-    def _worker_exited(self, worker):
-        if self._workers.pop(worker.id, None) is not None:
-            try:
-                self._idle.remove(worker)
-            except ValueError:
-                pass
-        entry = worker.task
+    def _worker_exited(self, worker: Any) -> None:
+        entry = worker.item
         if entry is not None:
             # Killed (stop() after its timeout, or by someone else) mid-task.
-            worker.task = None
+            worker.item = None
             if self._tasks.get(entry.name) is entry:
                 del self._tasks[entry.name]
+            entry.sched._finish(Canceled("task %r was killed on worker %d" % (entry.name, worker.index)))
             self._log.warning(
-                "taskmanager %s: task %r was killed on worker %d", self.name, entry.name, worker.id
+                "taskmanager %s: task %r was killed on worker %d", self.name, entry.name, worker.index
             )
-        if self._stopped:
-            if not self._workers:
-                self._exited.set()
-        elif len(self._workers) < self._min:
+        if not self._stopped and len(self._pool) < self._min:
             # Only a greenlet killed from outside gets here; keep the floor.
-            self._add_workers(self._min - len(self._workers))
+            self._add_workers(self._min - len(self._pool))
             self._dispatch()
 
-    def _run(self, entry):
+    def _run(self, entry: _Entry) -> bool:
         """Run one task to its end; return True if it failed."""
         try:
             entry.task.execute(self._ctx)
@@ -518,9 +540,10 @@ class TaskManager:
             return True
         if self._tasks.get(entry.name) is entry:
             del self._tasks[entry.name]
+        entry.sched._finish(None)
         return False
 
-    def _failed_run(self, entry, err):
+    def _failed_run(self, entry: _Entry, err: BaseException) -> None:
         name = entry.name
         entry.last_error = err
         restart = entry.restart
@@ -541,8 +564,14 @@ class TaskManager:
             self._log.debug("taskmanager %s: task %r cancelled", self.name, name)
         else:
             self._log.error("taskmanager %s: task %r failed: %r", self.name, name, err, exc_info=err)
+            self._give_up(entry, err)
+        entry.sched._finish(err)
 
-    def _schedule_restart(self, entry, err):
+    def _give_up(self, entry: _Entry, err: BaseException) -> None:
+        self._failed[entry.name] = FailedTask(entry.name, entry.restarts, err, self._clock.now(_UTC))
+        self._life.emit(TaskGaveUp, entry.name, entry.restarts, err)
+
+    def _schedule_restart(self, entry: _Entry, err: BaseException) -> None:
         now = self._clock.monotonic()
         if now - entry.run_started >= self._restart_period:
             entry.consecutive = 0
@@ -553,9 +582,6 @@ class TaskManager:
             times.popleft()
         if self._max_restarts is not None and len(times) >= self._max_restarts:
             del self._tasks[entry.name]
-            self._failed[entry.name] = FailedTask(
-                entry.name, entry.restarts, err, self._clock.now(datetime.timezone.utc)
-            )
             self._log.error(
                 "taskmanager %s: task %r failed after %d restart(s) within %ss; giving up: %r",
                 self.name,
@@ -565,6 +591,8 @@ class TaskManager:
                 err,
                 exc_info=err,
             )
+            self._give_up(entry, err)
+            entry.sched._finish(err)
             return
         times.append(now)
         entry.restarts += 1
@@ -590,12 +618,13 @@ class TaskManager:
             delay,
             exc_info=err,
         )
+        self._life.emit(TaskRestarted, entry.name, entry.restarts, err)
         if delay > 0:
             entry.timer = self._clock.call_later(delay, self._requeue, entry)
         else:
             self._requeue(entry)
 
-    def _task_status(self, entry):
+    def _task_status(self, entry: _Entry) -> TaskStatus:
         description, progress, started_at = "", 0.0, None
         if entry.progress is not None:
             try:
@@ -610,7 +639,7 @@ class TaskManager:
         if entry.status is _RUNNING and entry.run_started is not None:
             clock = self._clock
             wall = clock.time() - (clock.monotonic() - entry.run_started)
-            started_at = datetime.datetime.fromtimestamp(wall, datetime.timezone.utc)
+            started_at = datetime.datetime.fromtimestamp(wall, _UTC)
         return TaskStatus(
             entry.name,
             entry.worker,
@@ -622,11 +651,11 @@ class TaskManager:
             started_at,
         )
 
-    def __repr__(self):
-        return "<greenworks.TaskManager %s workers=%d pending=%d tasks=%d%s>" % (
+    def __repr__(self) -> str:
+        return "<greenworks.TaskManager %s %s workers=%d pending=%d tasks=%d>" % (
             self.name,
-            len(self._workers),
+            self._life.state.value,
+            len(self._pool),
             len(self._pending),
             len(self._tasks),
-            " stopped" if self._stopped else "",
         )

@@ -15,7 +15,7 @@ from zope.interface.verify import verifyClass, verifyObject
 
 from greenworks import _greenlets
 from greenworks.context import with_cancel
-from greenworks.coordination import FileLock, LocalLock, singleton
+from greenworks.coordination import ClaimResult, FileLock, LocalLock, singleton
 from greenworks.exceptions import InvalidArgument
 from greenworks.interfaces import ILeaderLock, IWorker
 
@@ -44,6 +44,10 @@ class TestInterfaces:
         """LocalLock implements and provides ILeaderLock (attributes included)."""
         assert verifyClass(ILeaderLock, LocalLock)
         assert verifyObject(ILeaderLock, LocalLock())
+
+    def test_local_lock_has_no_backend_error(self):
+        """LocalLock has no backend: last_error is always None."""
+        assert LocalLock().last_error is None
 
     def test_file_lock_provides_ileaderlock(self, tmp_path):
         """FileLock implements and provides ILeaderLock (attributes included)."""
@@ -258,13 +262,62 @@ class TestFileLock:
         assert not FileLock(tmp_path / "lock").acquire()
         lock.release()
 
-    def test_acquire_error_is_logged_not_raised(self, tmp_path, caplog):
-        """An unusable path makes acquire() return False with a warning, never raise."""
-        lock = FileLock(tmp_path / "missing-dir" / "lock")
-        with caplog.at_level(logging.WARNING, logger="greenworks.coordination._file"):
-            assert not lock.acquire()
-        assert "acquire failed" in caplog.text
-        assert not lock.is_held
+    def test_missing_directory_is_refused_at_construction(self, tmp_path):
+        """[14.6] FileLock in a directory that does not exist raises InvalidArgument naming path."""
+        with pytest.raises(InvalidArgument, match=r"path must be a path in an existing, writable directory"):
+            FileLock(tmp_path / "missing-dir" / "lock")
+
+    def test_path_under_a_regular_file_is_refused(self, tmp_path):
+        """A lock path whose parent is a file (not a directory) is refused at construction."""
+        (tmp_path / "file").write_text("")
+        with pytest.raises(InvalidArgument, match="path must be"):
+            FileLock(tmp_path / "file" / "lock")
+
+    @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+    def test_unwritable_directory_is_refused(self, tmp_path):
+        """[14.6] A directory this process may not write to is refused at construction."""
+        locked = tmp_path / "ro"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(InvalidArgument, match="path must be"):
+            FileLock(locked / "lock")
+
+    def test_claims_dir_that_cannot_be_created_is_refused(self, tmp_path):
+        """A claims_dir that cannot be made is refused at construction, naming claims_dir."""
+        (tmp_path / "file").write_text("")
+        with pytest.raises(InvalidArgument, match="claims_dir must be"):
+            FileLock(tmp_path / "lock", claims_dir=tmp_path / "file" / "claims")
+
+    def test_file_system_errors_are_logged_once_per_outage(self, tmp_path, caplog):
+        """Failing claims log one WARNING and set last_error; the first success logs the recovery once."""
+        lock = FileLock(tmp_path / "lock")
+        claims = tmp_path / "lock.claims"
+        for name in os.listdir(claims):
+            os.unlink(claims / name)
+        os.rmdir(claims)
+        claims.write_text("")  # a file where the claims directory must be
+        with caplog.at_level(logging.DEBUG, logger="greenworks.coordination._file"):
+            assert [lock.claim("k%d" % i, 5) for i in range(3)] == [ClaimResult.FAILED] * 3
+            assert isinstance(lock.last_error, OSError)
+            os.unlink(claims)
+            assert lock.claim("k", 5) is ClaimResult.CLAIMED
+            assert lock.claim("k2", 5) is ClaimResult.CLAIMED
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 2, warnings
+        assert "claim 'k0' failed" in warnings[0] and "reachable again after 3 failed" in warnings[1]
+        assert lock.last_error is None
+
+    def test_contender_on_a_replaced_file_contends_for_the_new_one(self, tmp_path):
+        """A contender that failed on the old inode takes the new lock file once the old one is gone."""
+        path = tmp_path / "lock"
+        a, b = FileLock(path), FileLock(path)
+        try:
+            assert a.acquire() and not b.acquire()
+            os.unlink(path)
+            assert b.acquire() and b.token > a.token
+            assert not a.renew()
+        finally:
+            a.release()
+            b.release()
 
     def test_bad_path_is_rejected(self):
         """A path that is not a str/PathLike raises InvalidArgument naming it."""

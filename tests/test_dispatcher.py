@@ -13,7 +13,6 @@ from zope.interface.verify import verifyClass, verifyObject
 
 from greenworks import _greenlets
 from greenworks.dispatcher import (
-    DEFAULT_DISPATCH_MISSES_BEFORE_DRAINING,
     DEFAULT_TASK_TIMEOUT,
     DEFAULT_WAIT_BETWEEN_SCALE_DOWNS,
     Dispatcher,
@@ -88,13 +87,19 @@ class TestInterfaces:
 
 
 class TestConstruction:
+    def test_keeps_valid_bounds(self):
+        """Bounds a pool can run with are kept as given."""
+        dispatcher = Dispatcher(5, 2, 8)
+        assert (dispatcher.min_workers, dispatcher.max_workers) == (2, 8)
+
     @pytest.mark.parametrize(
-        ("args", "expected"), [((5, -3, 2), (0, 2)), ((5, 4, 2), (4, 4)), ((5, 2, 8), (2, 8))]
+        ("args", "name"),
+        [((5, -3, 2), "min_workers"), ((5, 4, 2), "min_workers"), ((10, 0, 0), "max_workers")],
     )
-    def test_clamps_min_and_max_as_go(self, args, expected):
-        """[MATCH] NewDispatcher clamps min = max(0, min) and max = max(min, max)."""
-        dispatcher = Dispatcher(*args)
-        assert (dispatcher.min_workers, dispatcher.max_workers) == expected
+    def test_refuses_bounds_that_cannot_run(self, args, name):
+        """[issue 14 item 3] max_workers < 1, min_workers < 0 and min > max raise instead of being clamped."""
+        with pytest.raises(InvalidArgument, match=name):
+            Dispatcher(*args)
 
     @pytest.mark.parametrize(
         ("kwargs", "name"),
@@ -120,9 +125,8 @@ class TestConstruction:
         assert isinstance(info.value, ValueError)
 
     def test_constants(self):
-        """[MATCH] Constants: scale-down wait 300 s, drain misses 5, task timeout 10 s, Status 0/1/2/3."""
+        """[MATCH] Constants: scale-down wait 300 s, task timeout 10 s, Status 0/1/2/3."""
         assert DEFAULT_WAIT_BETWEEN_SCALE_DOWNS == 300.0
-        assert DEFAULT_DISPATCH_MISSES_BEFORE_DRAINING == 5
         assert DEFAULT_TASK_TIMEOUT == 10.0
         assert [Status.STOPPED, Status.STOPPING, Status.RUNNING, Status.DRAINING] == [0, 1, 2, 3]
 
@@ -497,7 +501,7 @@ class TestScaling:
         dispatcher = make(10, 1, 4)
         dispatcher.run()
         settle()
-        dispatcher.resize(min_workers=6)
+        dispatcher.resize(min_workers=6, max_workers=6)
         settle()
         assert (dispatcher.min_workers, dispatcher.max_workers, dispatcher.worker_count) == (6, 6, 6)
         dispatcher.resize(min_workers=0, max_workers=2)
@@ -505,6 +509,14 @@ class TestScaling:
         assert dispatcher.worker_count == 2
         with pytest.raises(InvalidArgument, match="max_workers"):
             dispatcher.resize(max_workers=2.5)
+
+    @pytest.mark.parametrize(("bounds", "name"), [((0, 0), "max_workers"), ((3, None), "min_workers")])
+    def test_resize_refuses_bounds_that_cannot_run(self, make, bounds, name):
+        """[issue 14 item 3] resize(0, 0) and a min above the max raise; the bounds stay as they were."""
+        dispatcher = make(10, 1, 2)
+        with pytest.raises(InvalidArgument, match=name):
+            dispatcher.resize(*bounds)
+        assert (dispatcher.min_workers, dispatcher.max_workers) == (1, 2)
 
 
 class TestQuit:
@@ -586,13 +598,12 @@ class TestQuit:
         assert dispatcher.stats()["buffered"] == 3
 
     def test_drain_with_no_workers_starts_one(self, make):
-        """quit(True) of a pool with max_workers=0 still runs its backlog on a worker started for it."""
-        dispatcher, counter = make(1, 0, 0), Counter()
-        dispatcher.run()
+        """quit(True) with min_workers=0 runs a backlog queued before run() on a worker it starts."""
+        dispatcher, counter = make(5, 0, 1), Counter()
         for key in range(5):
             dispatcher.dispatch(counter.task(key))
-        settle()
-        assert counter.runs == {}
+        assert dispatcher.worker_count == 0
+        dispatcher.run()
         dispatcher.quit(True)
         assert counter.runs == dict.fromkeys(range(5), 1)
         assert dispatcher.worker_count == 0
@@ -826,7 +837,13 @@ class DispatcherMachine(RuleBasedStateMachine):
 
     @rule(low=st.integers(-1, 5), high=st.integers(0, 6))
     def resize(self, low, high):
-        self.dispatcher.resize(low, high)
+        if 0 <= low <= high and high >= 1:
+            self.dispatcher.resize(low, high)
+        else:
+            before = (self.dispatcher.min_workers, self.dispatcher.max_workers)
+            with pytest.raises(InvalidArgument):
+                self.dispatcher.resize(low, high)
+            assert (self.dispatcher.min_workers, self.dispatcher.max_workers) == before
 
     @rule(seconds=st.sampled_from([0, 1, 5, 10]))
     def advance(self, seconds):
@@ -846,7 +863,6 @@ class DispatcherMachine(RuleBasedStateMachine):
             assert self.dispatcher.worker_count == 0
 
     def teardown(self):
-        self.dispatcher.resize(max_workers=max(1, self.dispatcher.max_workers))
         self.dispatcher.run()
         self.dispatcher.quit(True)
         assert all(n == 1 for n in self.runs.values()), self.runs

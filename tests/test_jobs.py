@@ -19,12 +19,10 @@ from zope.interface import implementer
 from zope.interface.verify import verifyClass, verifyObject
 
 from greenworks import _greenlets
-from greenworks.exceptions import InvalidArgument
+from greenworks.exceptions import InvalidArgument, ReentrantStopError
 from greenworks.interfaces import IJob, IJobRunner, ILeaderLock, IStatusSource
 from greenworks.jobs import (
     Cron,
-    ErrShuttingDown,
-    ErrSkippedDuplicate,
     Every,
     InvalidScheduleError,
     Job,
@@ -32,7 +30,7 @@ from greenworks.jobs import (
     PanicError,
     Result,
     ShuttingDownError,
-    Stats,
+    SkippedDuplicateError,
     job,
 )
 from greenworks.testing import FakeClock, settle
@@ -172,10 +170,17 @@ class TestConstruction:
         """[MATCH] NewRunner uses limit 50."""
         assert runners().limit == 50
 
-    @pytest.mark.parametrize("limit", [0, -1, -100])
-    def test_non_positive_limit_means_50(self, runners, limit):
-        """[MATCH] NewRunnerWithLimit(ch, 0|-1|-100) falls back to 50."""
-        assert runners(None, limit).limit == 50
+    def test_default_limit_is_50_and_none_means_no_limit(self, clock, runners):
+        """The default limit is 50; limit=None runs every due job at once (no slot is waited for)."""
+        assert runners().limit == 50
+        r = runners(None, None)
+        gate = runners.gate()
+        jobs = [Gated("g%d" % i, gate) for i in range(120)]
+        handle = r.push_and_await(jobs)
+        settle()
+        assert r.limit is None and all(j.started.is_set() for j in jobs)
+        gate.set()
+        assert len(handle.get().items) == 120
 
     def test_source_that_is_not_a_queue_raises(self):
         """[MATCH] A missing runnerCh raises: here source=None is the internal FIFO, a non-queue raises."""
@@ -207,17 +212,31 @@ class TestConstruction:
         assert str(info.value).startswith(name + " must be")
         assert repr(next(iter(kwargs.values())))[:10] in str(info.value)
 
-    @pytest.mark.parametrize("n, expected", [(0, 1), (-5, 1), (1, 1), (10, 10)])
-    def test_batch_buffer_normalised_and_reported(self, runners, n, expected):
-        """[MATCH] with_batch_buffer(n): n < 1 means 1 and stats().batch_queue_capacity == n."""
-        assert runners(batch_buffer=n).stats().batch_queue_capacity == expected
+    @pytest.mark.parametrize("n", [1, 10])
+    def test_batch_buffer_reported(self, runners, n):
+        """[MATCH] with_batch_buffer(n): stats()["batch_queue_capacity"] == n."""
+        assert runners(batch_buffer=n).stats()["batch_queue_capacity"] == n
+
+    @pytest.mark.parametrize(
+        ("kwargs", "name"),
+        [
+            ({"batch_buffer": 0}, "batch_buffer"),
+            ({"limit": 0}, "limit"),
+            ({"limit": -1}, "limit"),
+            ({"limit": 2.0}, "limit"),
+        ],
+    )
+    def test_counts_below_one_are_refused(self, kwargs, name):
+        """[issue 14 item 9] limit and batch_buffer below 1 raise instead of silently meaning 50 or 1."""
+        with pytest.raises(InvalidArgument, match=name):
+            JobRunner(**kwargs)
 
     def test_stats_snapshot_defaults(self, runners):
         """[MATCH] A fresh runner: capacity 64, results keep 8, no depth, nothing in flight."""
         r = runners()
         s = r.stats()
-        assert isinstance(s, Stats)
-        assert (s.batch_queue_capacity, s.batch_queue_depth, s.in_flight_jobs) == (64, 0, 0)
+        assert isinstance(s, dict) and all(type(v) is int for v in s.values())
+        assert (s["batch_queue_capacity"], s["batch_queue_depth"], s["in_flight_jobs"]) == (64, 0, 0)
         assert r.results.maxsize == 8
         assert r.in_flight_ids() == []
 
@@ -245,10 +264,10 @@ class TestTicks:
         recs = [Recorder(str(i), clock) for i in range(3)]
         for rec in recs:
             assert r.push([rec])
-        assert r.stats().batch_queue_depth == 3
+        assert r.stats()["batch_queue_depth"] == 3
         clock.advance(60)
         assert [len(rec.runs) for rec in recs] == [1, 0, 0]
-        assert r.stats().batch_queue_depth == 2
+        assert r.stats()["batch_queue_depth"] == 2
         clock.advance(60)
         assert [len(rec.runs) for rec in recs] == [1, 1, 0]
 
@@ -327,14 +346,14 @@ class TestTicks:
             clock.advance(60)
             # The nested advance() leaves the tick greenlet mid-tick: wait until it sleeps again.
             assert clock.wait_for_sleepers(1)
-        assert r.stats().missed_ticks_total == 4
+        assert r.stats()["missed_ticks_total"] == 4
         assert rec.asked == [minute(1), minute(6)]
         assert [m.getMessage() for m in caplog.records if "missed" in m.getMessage()] == [
             "job runner 'jobs' missed 4 tick(s): the hub was busy past their boundaries; ran once"
         ]
         clock.advance(60)
         assert rec.asked[-1] == minute(7)
-        assert r.stats().missed_ticks_total == 4
+        assert r.stats()["missed_ticks_total"] == 4
 
 
 class TestExecution:
@@ -355,7 +374,7 @@ class TestExecution:
         counter = {"active": 0, "peak": 0}
         r.push([Sleeper(str(i), clock, 1.0, counter) for i in range(10)])
         clock.advance(60)
-        assert r.stats().in_flight_jobs == 3
+        assert r.stats()["in_flight_jobs"] == 3
         clock.advance(10)
         (res,) = drain(r)
         assert counter["peak"] == 3 and len(res.items) == 10
@@ -382,7 +401,7 @@ class TestExecution:
         clock.advance(60)
         assert slow.started.is_set()
         clock.advance(60)
-        assert r.stats().batch_queue_depth == 0
+        assert r.stats()["batch_queue_depth"] == 0
         gate.set()
         settle()
         ids = sorted(i.id for res in drain(r) for i in res.items)
@@ -442,7 +461,7 @@ class TestExecution:
 
 class TestDedupe:
     def test_duplicate_in_batch_is_skipped(self, clock, runners):
-        """[MATCH] With dedupe [dup, dup, uniq] runs dup once, the other dup gets ErrSkippedDuplicate."""
+        """[MATCH] With dedupe [dup, dup, uniq] runs dup once, the other dup gets a SkippedDuplicateError."""
         skipped = []
         r = runners(dedupe=True, on_skip=skipped.append)
         gate = runners.gate()
@@ -453,11 +472,11 @@ class TestDedupe:
         res = handle.get()
         assert len(res.items) == 3
         errs = [i.error for i in res.items if i.id == "dup"]
-        assert errs.count(ErrSkippedDuplicate) == 1 and errs.count(None) == 1
-        skip = next(i for i in res.items if i.error is ErrSkippedDuplicate)
+        assert sum(isinstance(e, SkippedDuplicateError) for e in errs) == 1 and errs.count(None) == 1
+        skip = next(i for i in res.items if isinstance(i.error, SkippedDuplicateError))
         assert skip.started_at == skip.ended_at
         assert dup1.calls + dup2.calls + uniq.calls == 2
-        assert r.stats().dedupe_skips_total == 1 and skipped == ["dup"]
+        assert r.stats()["dedupe_skips_total"] == 1 and skipped == ["dup"]
 
     def test_duplicate_across_ticks_is_skipped(self, clock, runners):
         """[MATCH] A standing job still running from the previous tick is skipped, not run twice."""
@@ -468,7 +487,7 @@ class TestDedupe:
         clock.advance(120)
         assert slow.calls == 1
         (skipped,) = drain(r)
-        assert skipped.items[0].error is ErrSkippedDuplicate and skipped.at == minute(2)
+        assert isinstance(skipped.items[0].error, SkippedDuplicateError) and skipped.at == minute(2)
 
     def test_without_dedupe_duplicates_run(self, clock, runners):
         """Without dedupe the same id runs twice at once and in_flight_ids stays empty."""
@@ -487,7 +506,7 @@ class TestDedupe:
         handle = r.push_and_await([Gated("a", gate), Gated("b", gate), Gated("c", gate)])
         settle()
         assert r.in_flight_ids() == ["a", "b", "c"]
-        assert r.stats().in_flight_jobs == 2
+        assert r.stats()["in_flight_jobs"] == 2
         gate.set()
         handle.get()
         assert r.in_flight_ids() == []
@@ -502,18 +521,19 @@ class TestStats:
         r.push([Recorder("q", clock)])
         settle()
         s = r.stats()
-        assert (s.in_flight_jobs, s.batch_queue_depth, s.dedupe_skips_total) == (2, 1, 1)
+        assert (s["in_flight_jobs"], s["batch_queue_depth"], s["dedupe_skips_total"]) == (2, 1, 1)
         assert r.in_flight_ids() == ["a", "b", "c"]
         gate.set()
         settle()
         s = r.stats()
-        assert (s.in_flight_jobs, s.batch_queue_depth, s.dedupe_skips_total) == (0, 1, 1)
+        assert (s["in_flight_jobs"], s["batch_queue_depth"], s["dedupe_skips_total"]) == (0, 1, 1)
 
 
 class TestResults:
     def test_result_helpers(self):
         """[MATCH] by_id (last wins), errors (every error, sentinels too), panic_errors (same objects)."""
         p = PanicError("p", RuntimeError("x"))
+        skip = SkippedDuplicateError()
         from greenworks.jobs import JobResult
 
         res = Result(
@@ -521,12 +541,12 @@ class TestResults:
             [
                 JobResult("a", 1),
                 JobResult("a", 2),
-                JobResult("s", error=ErrSkippedDuplicate),
+                JobResult("s", error=skip),
                 JobResult("p", error=p),
             ],
         )
         assert res.by_id()["a"].value == 2
-        assert res.errors() == {"s": ErrSkippedDuplicate, "p": p}
+        assert res.errors() == {"s": skip, "p": p}
         assert res.panic_errors() == {"p": p} and res.panic_errors()["p"] is p
 
     def test_overflow_drops_oldest(self, clock, runners):
@@ -535,7 +555,7 @@ class TestResults:
         for name in "abc":
             r.push_and_await([job(name, lambda: 1)]).get()
         assert [res.items[0].id for res in drain(r)] == ["b", "c"]
-        assert r.stats().dropped_results_total == 1
+        assert r.stats()["dropped_results_total"] == 1
 
     def test_items_in_completion_order_or_input_order(self, clock, runners):
         """Items are in completion order by default and in input order with input_order=True."""
@@ -587,7 +607,7 @@ class TestPush:
         """[MATCH] push returns True and the batch is queued."""
         r = runners()
         assert r.push([Recorder("a", clock)]) is True
-        assert r.stats().batch_queue_depth == 1
+        assert r.stats()["batch_queue_depth"] == 1
 
     def test_push_backpressure_exactly_n(self, clock, runners):
         """[MATCH] batch_buffer=2: two pushes return at once, the third blocks until a tick frees a slot.
@@ -601,7 +621,7 @@ class TestPush:
         assert not third.ready()
         clock.advance(60)
         third.join()
-        assert third.value is True and r.stats().batch_queue_depth == 2
+        assert third.value is True and r.stats()["batch_queue_depth"] == 2
 
     def test_source_ingest_holds_one_more_like_go(self, clock, runners):
         """[MATCH] With source= and batch_buffer=2, 3 batches leave the source (Go's n+1), the 4th waits."""
@@ -611,7 +631,7 @@ class TestPush:
         for rec in recs:
             source.put([rec])
         settle()
-        assert source.qsize() == 1 and r.stats().batch_queue_depth == 2
+        assert source.qsize() == 1 and r.stats()["batch_queue_depth"] == 2
         clock.advance(60 * 4)
         assert [rec.runs for rec in recs] == [[minute(i + 1)] for i in range(4)]
 
@@ -637,8 +657,8 @@ class TestPush:
         for i in range(3):
             source.put([Recorder(str(i), clock)])
         settle()
-        r.stop()
-        assert r.stats().discarded_batches_total == 2 and source.qsize() == 1
+        r.stop(wait=False)
+        assert r.stats()["discarded_batches_total"] == 2 and source.qsize() == 1
 
     def test_push_timeout(self, clock, runners):
         """push(timeout=) returns False when the FIFO stays full for that long."""
@@ -648,7 +668,7 @@ class TestPush:
         clock.wait_for_sleepers(2)
         clock.advance(10)
         out.join()
-        assert out.value is False and r.stats().batch_queue_depth == 1
+        assert out.value is False and r.stats()["batch_queue_depth"] == 1
 
     def test_push_after_stop_and_blocked_push_released_by_stop(self, clock, runners):
         """[MATCH] push returns False after stop(); a push blocked on a full FIFO returns False at stop()."""
@@ -656,11 +676,11 @@ class TestPush:
         r.push([Recorder("a", clock)])
         blocked = gevent.spawn(r.push, [Recorder("b", clock)])
         settle()
-        r.stop()
+        r.stop(wait=False)
         blocked.join()
         assert blocked.value is False
         assert r.push([Recorder("c", clock)]) is False
-        assert r.stats().discarded_batches_total == 1
+        assert r.stats()["discarded_batches_total"] == 1
 
     def test_push_rejects_non_jobs(self, runners):
         """push names the offending item of a batch that is not made of jobs."""
@@ -682,7 +702,7 @@ class TestPush:
     def test_push_and_await_after_stop(self, runners):
         """[MATCH] push_and_await after stop() returns a handle already resolved, with no Result."""
         r = runners()
-        r.stop()
+        r.stop(wait=False)
         handle = r.push_and_await([job("a", lambda: 1)])
         assert handle.ready() and not handle.successful()
         with pytest.raises(ShuttingDownError):
@@ -691,18 +711,19 @@ class TestPush:
 
 class TestStop:
     def test_waiting_jobs_get_shutting_down(self, clock, runners):
-        """[MATCH] Jobs still waiting for a slot when stop() is called are not run and get ErrShuttingDown."""
+        """[MATCH] Jobs still waiting for a slot at stop() are not run and get a ShuttingDownError."""
         r = runners(None, 1)
         gate = runners.gate()
         a, b, c = Gated("a", gate), Gated("b", gate), Gated("c", gate)
         handle = r.push_and_await([a, b, c])
         settle()
-        r.stop()
+        r.stop(wait=False)
         assert a.started.is_set()
         gate.set()
         res = handle.get()
         assert res.by_id()["a"].error is None
-        assert res.by_id()["b"].error is ErrShuttingDown and res.by_id()["c"].error is ErrShuttingDown
+        assert isinstance(res.by_id()["b"].error, ShuttingDownError)
+        assert isinstance(res.by_id()["c"].error, ShuttingDownError)
         assert (b.calls, c.calls) == (0, 0)
 
     def test_stop_wins_over_a_freed_slot(self, clock, runners):
@@ -713,9 +734,9 @@ class TestStop:
         handle = r.push_and_await([a, b])
         settle()
         gate.set()  # a may now finish and free its slot ...
-        r.stop()  # ... but stop() came before b's greenlet ran again
+        r.stop(wait=False)  # ... but stop() came before b's greenlet ran again
         res = handle.get()
-        assert b.calls == 0 and res.by_id()["b"].error is ErrShuttingDown
+        assert b.calls == 0 and isinstance(res.by_id()["b"].error, ShuttingDownError)
 
     def test_stop_is_idempotent_synchronous_and_lets_jobs_finish(self, clock, runners):
         """[MATCH] stop() ends the lifecycle greenlets at once, twice is fine, and running jobs carry on."""
@@ -725,9 +746,9 @@ class TestStop:
         slow = Gated("slow", gate)
         r.set_jobs([slow])
         clock.advance(60)
-        r.stop()
+        r.stop(wait=False)
         assert runner_greenlets() == ["greenworks.jobs[jobs:batch 1]", "greenworks.jobs[slow]"]
-        r.stop()
+        r.stop(wait=False)
         gate.set()
         assert r.wait() is True
         assert drain(r)[0].items[0].value == "slow"
@@ -767,15 +788,26 @@ class TestStop:
         assert r.wait() is True
         clock.advance(600)
         assert rec.runs == [minute(1)]
-        assert len(drain(r)) == 1 and r.stats().dropped_results_total == 0
+        assert len(drain(r)) == 1 and r.stats()["dropped_results_total"] == 0
 
     def test_stop_from_inside_a_job(self, clock, runners):
         """stop() called by a running job does not deadlock; that job's Result is still delivered."""
         r = runners()
-        r.set_jobs([job("stopper", lambda: r.stop() or "stopped")])
+        r.set_jobs([job("stopper", lambda: (r.stop(wait=False), "stopped")[1])])
         clock.advance(60)
         assert r.wait() is True
         assert drain(r)[0].items[0].value == "stopped"
+
+    def test_waiting_stop_from_inside_a_job_raises(self, clock, runners):
+        """[issue 14 item 4] stop() (which waits) from a job raises ReentrantStopError, no deadlock."""
+        r = runners()
+        r.set_jobs([job("stopper", lambda: r.stop())])
+        clock.advance(60)
+        r.stop(wait=False)
+        assert r.wait() is True
+        error = drain(r)[0].items[0].error
+        assert isinstance(error, PanicError) and isinstance(error.recovered, ReentrantStopError)
+        assert "jobs" in str(error.recovered) and "stop()" in str(error.recovered)
 
 
 class TestRobustness:
@@ -908,7 +940,7 @@ class TestLeader:
         assert ran == [minute(n) for n in range(1, 6)]
         assert sorted([one.is_leader, two.is_leader]) == [False, True]
         follower = two if one.is_leader else one
-        assert follower.stats().not_leader_ticks_total == 5
+        assert follower.stats()["not_leader_ticks_total"] == 5
         assert follower.snapshot()["is_leader"] is False
 
     def test_leadership_moves_when_the_leader_stops(self, clock, runners):
@@ -951,15 +983,22 @@ class TestLeader:
         r.set_jobs([rec])
         r.push([Recorder("pushed", clock)])
         lock.broken = True
-        with caplog.at_level(logging.ERROR, logger="greenworks.jobs"):
+        with caplog.at_level(logging.DEBUG, logger="greenworks.jobs"):
             clock.advance(120)
-        assert rec.runs == [] and r.stats().not_leader_ticks_total == 2
-        assert r.stats().batch_queue_depth == 1  # a follower leaves pushed batches queued
-        assert any("leader lock failed" in m.getMessage() for m in caplog.records)
+            assert r.snapshot()["leader_error"] is None
+            assert not [m for m in caplog.records if m.levelno >= logging.WARNING]
+            clock.advance(180)
+        assert rec.runs == [] and r.stats()["not_leader_ticks_total"] == 5
+        assert r.stats()["batch_queue_depth"] == 1  # a follower leaves pushed batches queued
+        errors = [m.getMessage() for m in caplog.records if m.levelno == logging.ERROR]
+        assert len(errors) == 1 and "failed on 3 ticks in a row" in errors[0]
+        assert r.snapshot()["leader_error"] == "ConnectionError: backend down"
         lock.broken = False
-        clock.advance(60)
-        assert rec.runs == [minute(3)] and r.is_leader
-        r.stop()
+        with caplog.at_level(logging.WARNING, logger="greenworks.jobs"):
+            clock.advance(60)
+        assert any("reachable again" in m.getMessage() for m in caplog.records)
+        assert rec.runs == [minute(6)] and r.is_leader and r.snapshot()["leader_error"] is None
+        r.stop(wait=False)
         assert lock.released == 1 and not lock.is_held
 
 
@@ -971,7 +1010,8 @@ class TestSnapshot:
         snap = json.loads(json.dumps(r.snapshot()))
         assert snap["component"] == "jobs" and snap["name"] == "cron" and snap["tick"] == 60.0
         assert snap["last_tick"] is None and snap["next_tick"] == minute(1).isoformat()
-        assert snap["is_leader"] is True and snap["jobs"] == ["a", "b"]
+        assert snap["is_leader"] is True and [j["id"] for j in snap["jobs"]] == ["a", "b"]
+        assert snap["state"] == "running" and snap["leader_error"] is None
         assert snap["stats"]["batch_queue_capacity"] == 64
         clock.advance(60)
         assert r.snapshot()["last_tick"] == minute(1).isoformat()
@@ -1078,7 +1118,7 @@ class TestScale:
             total += len(want)
         assert total > 20000
         s = r.stats()
-        assert (s.dedupe_skips_total, s.missed_ticks_total) == (0, 0)
+        assert (s["dedupe_skips_total"], s["missed_ticks_total"]) == (0, 0)
 
 
 def worker_greenlets():
@@ -1126,7 +1166,7 @@ class TestWorkers:
         handle = r.push_and_await([slow, *quick])
         settle()
         assert slow.started.is_set() and all(len(q.runs) == 1 for q in quick)
-        assert not handle.ready() and r.stats().in_flight_jobs == 1
+        assert not handle.ready() and r.stats()["in_flight_jobs"] == 1
         gate.set()
         assert sorted(i.id for i in handle.get().items) == ["q0", "q1", "q2", "q3", "q4", "slow"]
 
@@ -1155,7 +1195,7 @@ class TestWorkers:
         worker.kill()
         res = handle.get()
         assert [i.id for i in res.items] == ["after"] and after.runs
-        assert r.in_flight_ids() == [] and r.stats().in_flight_jobs == 0
+        assert r.in_flight_ids() == [] and r.stats()["in_flight_jobs"] == 0
 
     def test_job_timestamps_are_aware_datetimes_in_the_runner_zone(self, clock, runners):
         """started_at/ended_at of run, skipped and shut-down jobs are datetimes in timezone, on the clock."""
@@ -1168,7 +1208,7 @@ class TestWorkers:
         clock.advance(2)
         res = handle.get()
         ran, skipped = res.by_id()["s"], res.items[0]
-        assert skipped.error is ErrSkippedDuplicate and ran.error is None
+        assert isinstance(skipped.error, SkippedDuplicateError) and ran.error is None
         start = T0 + datetime.timedelta(seconds=5)
         assert (skipped.started_at, skipped.ended_at) == (start, start)
         assert (ran.started_at, ran.ended_at) == (start, start + datetime.timedelta(seconds=2))

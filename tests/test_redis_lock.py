@@ -1,5 +1,6 @@
 """Tests for greenworks.coordination.RedisLock against a real redis-server."""
 
+import json
 import logging
 import os
 import signal
@@ -14,12 +15,35 @@ from gevent.queue import Queue
 from zope.interface.verify import verifyClass, verifyObject
 
 from greenworks import _greenlets
-from greenworks.coordination import RedisLock
+from greenworks.coordination import ClaimResult, RedisLock, release_dead
+from greenworks.coordination._registry import ENV
 from greenworks.exceptions import InvalidArgument
 from greenworks.interfaces import ILeaderLock
 from greenworks.jobs import JobRunner, job
 
 HOLDER = os.path.join(os.path.dirname(__file__), "_lock_holder.py")
+
+
+@pytest.fixture(autouse=True)
+def registry(tmp_path, monkeypatch):
+    """A lease registry of this test's own, inherited by the child processes."""
+    path = tmp_path / "leases"
+    monkeypatch.setenv(ENV, str(path))
+    return path
+
+
+def start_holder(*args):
+    return subprocess.Popen(
+        [sys.executable, HOLDER, *map(str, args)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
 
 
 @pytest.fixture
@@ -154,18 +178,34 @@ class TestLease:
         assert b.acquire()
         assert not a.acquire()
 
-    def test_server_down_reads_as_not_held(self, locks, redis_server, caplog):  # noqa: F811
-        """With Redis down, acquire/renew/claim return False with a warning and release() does not raise."""
+    def test_server_down_reads_as_not_held_and_is_logged_once(self, locks, redis_server, caplog):  # noqa: F811
+        """With Redis down every call reads as not held / FAILED, one WARNING in all, last_error set."""
         a = locks(ttl=5, renew_interval=60)
         assert a.acquire()
         redis_server.stop(kill=True)
-        with caplog.at_level(logging.WARNING, logger="greenworks.coordination._redis"):
+        with caplog.at_level(logging.DEBUG, logger="greenworks.coordination._redis"):
             assert not a.renew()
-            assert not a.acquire()
-            assert not a.claim("k", 1)
+            for _ in range(3):
+                assert not a.acquire()
+                assert a.claim("k", 1) is ClaimResult.FAILED
             a.release()
-        assert "renew failed" in caplog.text and "acquire failed" in caplog.text
-        assert "claim 'k' failed" in caplog.text
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1 and "renew failed" in warnings[0].getMessage()
+        assert warnings[0].exc_info is not None  # one traceback per outage
+        assert isinstance(a.last_error, redis.ConnectionError)
+
+    def test_recovery_is_logged_once_and_clears_last_error(self, locks, redis_server, caplog):  # noqa: F811
+        """The first success after an outage logs 'reachable again' once and clears last_error."""
+        a = locks(ttl=5, renew_interval=60)
+        redis_server.stop(kill=True)
+        assert not a.acquire() and a.last_error is not None
+        redis_server.start()
+        with caplog.at_level(logging.WARNING, logger="greenworks.coordination._redis"):
+            assert a.acquire()
+            assert a.claim("k", 5)
+        recovered = [r.getMessage() for r in caplog.records if "reachable again" in r.getMessage()]
+        assert len(recovered) == 1 and "after 1 failed call(s)" in recovered[0]
+        assert a.last_error is None
 
     def test_accepts_a_client(self, redis_server):  # noqa: F811
         """A ready redis.Redis client can be passed instead of a URL."""
@@ -252,3 +292,94 @@ class TestJobRunnerOverRedis:
         ticks = [at for _, at in before + after + late]
         assert len(set(ticks)) == len(ticks), ticks
         assert ticks == sorted(ticks)
+
+
+class TestReleaseDead:
+    @pytest.mark.timeout(30)
+    def test_frees_a_killed_holders_lease_at_once(self, locks, redis_server, client, registry):  # noqa: F811
+        """[MUST] release_dead(pid) of a SIGKILLed holder deletes its lease now, long before its ttl."""
+        proc = start_holder("redis", redis_server.url, "leader", 60)
+        try:
+            state, holder = proc.stdout.readline().split()
+            assert state == "held" and len(os.listdir(registry)) == 1
+            proc.kill()
+            proc.wait()
+            fence = client.get("leader:fence")
+            assert client.get("leader") == holder
+            assert release_dead(proc.pid) == 1
+        finally:
+            finish(proc)
+        assert client.get("leader") is None
+        assert client.get("leader:fence") == fence  # releasing moves no fencing counter
+        assert os.listdir(registry) == []
+        assert locks().acquire()
+
+    def test_refuses_while_the_process_is_alive(self, locks, client, caplog):
+        """release_dead() of a live pid releases nothing and says why."""
+        a = locks(ttl=30)
+        assert a.acquire()
+        with caplog.at_level(logging.WARNING, logger="greenworks.coordination._registry"):
+            assert release_dead(os.getpid()) == 0
+        assert client.get("leader") == a.holder
+        assert "that process is alive" in caplog.text
+
+    @pytest.mark.timeout(30)
+    def test_never_deletes_a_newer_holders_lease(self, locks, redis_server, client):  # noqa: F811
+        """A dead holder's entry names its own id: a lease taken over since is left alone."""
+        proc = start_holder("redis", redis_server.url, "leader", 60)
+        try:
+            assert proc.stdout.readline().split()[0] == "held"
+            proc.kill()
+            proc.wait()
+            client.delete("leader")  # the dead holder's lease expired...
+            b = locks(ttl=30)
+            assert b.acquire()  # ...and a live process took over
+            assert release_dead(proc.pid) == 0
+        finally:
+            finish(proc)
+        assert client.get("leader") == b.holder and b.renew()
+
+    @pytest.mark.timeout(30)
+    def test_unreachable_redis_is_logged_not_raised(self, redis_server, registry, caplog):  # noqa: F811
+        """With the entry's Redis down, release_dead() returns 0 with a warning and drops the entry."""
+        proc = start_holder("redis", redis_server.url, "leader", 60)
+        try:
+            assert proc.stdout.readline().split()[0] == "held"
+            proc.kill()
+            proc.wait()
+            redis_server.stop(kill=True)
+            with caplog.at_level(logging.WARNING, logger="greenworks.coordination._registry"):
+                assert release_dead(proc.pid, timeout=0.5) == 0
+        finally:
+            finish(proc)
+        assert "not released" in caplog.text and os.listdir(registry) == []
+
+    def test_entry_is_written_at_acquire_and_removed_at_release(self, locks, registry):
+        """acquire() writes one private JSON entry naming key and holder; release() removes it."""
+        a = locks(ttl=30)
+        assert a.acquire()
+        (name,) = os.listdir(registry)
+        path = registry / name
+        assert name.startswith("%d." % os.getpid()) and (path.stat().st_mode & 0o777) == 0o600
+        entry = json.loads(path.read_text())
+        assert (entry["kind"], entry["key"], entry["holder"]) == ("lock", "leader", a.holder)
+        a.release()
+        assert os.listdir(registry) == []
+
+    def test_no_entry_without_a_registry(self, redis_server, registry):  # noqa: F811
+        """lease_registry=False writes nothing."""
+        lock = RedisLock(redis_server.url, "leader", lease_registry=False)
+        try:
+            assert lock.acquire()
+            assert not registry.exists()
+        finally:
+            lock.release()
+
+    def test_bad_arguments_are_rejected(self):
+        """A bad pid, timeout or lease_registry raises InvalidArgument naming it."""
+        with pytest.raises(InvalidArgument, match="pid must be"):
+            release_dead(0)
+        with pytest.raises(InvalidArgument, match="timeout must be"):
+            release_dead(12345, timeout=float("nan"))
+        with pytest.raises(InvalidArgument, match="lease_registry must be"):
+            RedisLock("redis://127.0.0.1:1", "n", lease_registry=42)

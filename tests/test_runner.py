@@ -735,11 +735,27 @@ class TestStopTimeout:
         finally:
             release_and_stop(runner, factory)
 
-    def test_without_stop_timeout_nothing_is_killed(self, clock):
-        """With stop_timeout=None (the default) a stubborn worker is never killed: stop() waits for it."""
+    def test_default_stop_timeout_kills_a_stubborn_worker_after_ten_seconds(self, clock):
+        """[issue 14 item 4] By default (stop_timeout=10 s) stop() kills a stubborn worker, returns False."""
         a = Key("a")
         factory = Factory(stubborn=[a])
         runner = Runner(factory, clock=clock)
+        assert runner.stop_timeout == 10.0
+        runner.apply_tasks([a])
+        settle()
+        stopper = gevent.spawn(runner.stop)
+        settle()
+        clock.advance(9.9)
+        assert not stopper.ready()
+        clock.advance(0.1)
+        assert stopper.get(timeout=5) is False
+        assert runner.status()[0].state is WorkerState.KILLED
+
+    def test_without_stop_timeout_nothing_is_killed(self, clock):
+        """With stop_timeout=None a stubborn worker is never killed: stop() waits for it."""
+        a = Key("a")
+        factory = Factory(stubborn=[a])
+        runner = Runner(factory, stop_timeout=None, clock=clock)
         runner.apply_tasks([a])
         settle()
         stopper = gevent.spawn(runner.stop)

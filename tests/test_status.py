@@ -314,7 +314,7 @@ class TestWsgiApp:
             50.0,
             "half way",
         )
-        assert (jobs["tick"], jobs["jobs"], jobs["next_tick"]) == (
+        assert (jobs["tick"], [j["id"] for j in jobs["jobs"]], jobs["next_tick"]) == (
             60.0,
             ["beat"],
             "2026-01-01T00:01:00+00:00",

@@ -188,11 +188,11 @@ class TestConstruction:
     @pytest.mark.parametrize(
         ("args", "kwargs", "named"),
         [
-            ((-1, 3, 1.0), {}, "min_count"),
-            (("1", 3, 1.0), {}, "min_count"),
-            ((1, 0, 1.0), {}, "max_count"),
-            ((3, 2, 1.0), {}, "max_count"),
-            ((0, 0, 1.0), {}, "max_count"),
+            ((-1, 3, 1.0), {}, "min_workers"),
+            (("1", 3, 1.0), {}, "min_workers"),
+            ((1, 0, 1.0), {}, "max_workers"),
+            ((3, 2, 1.0), {}, "max_workers"),
+            ((0, 0, 1.0), {}, "max_workers"),
             ((1, 3, "1s"), {}, "timeout"),
             ((1, 3, 1.0, "log"), {}, "logger"),
             ((1, 3, 1.0), {"schedule_delay": -0.1}, "schedule_delay"),
@@ -391,7 +391,7 @@ class TestGoScenarios:
         for task in running:
             task.started.get()
         pending = [manager.go(ControlledTask("p%d" % i)) for i in range(2)]
-        assert manager.stop(timeout=5) is None
+        assert manager.stop(timeout=5) is True
         assert manager.status() == {}
         for task in running:
             assert isinstance(task.contexts[0].err, Canceled)
@@ -514,9 +514,33 @@ class TestChecklist:
         task.finish(ValueError("bad"))
         settle()
         assert manager.task_status() == {}
-        assert manager.failed_tasks() == {}
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert len(errors) == 1 and errors[0].exc_info[1].args == ("bad",)
+
+    def test_non_restartable_failure_leaves_a_trace(self, managers, clock):
+        """[issue 14 item 8] A failed non-restartable task is in failed_tasks(); its handle has the error."""
+        manager = managers(1, 1, 1.0, clock=clock)
+        task = ControlledTask("t")
+        sched = start(manager, task)
+        assert not sched.done()
+        error = ValueError("bad")
+        task.finish(error)
+        assert sched.join(timeout=5) is True
+        assert sched.exception is error
+        with pytest.raises(ValueError, match="bad"):
+            sched.result()
+        failed = manager.failed_tasks()["t"]
+        assert (failed.name, failed.restarts, failed.last_error) == ("t", 0, error)
+        assert manager.snapshot()["failed"][0]["last_error"] == repr(error)
+
+    def test_successful_task_handle_resolves_to_none(self, managers, clock):
+        """[issue 14 item 8] go() returns a handle whose result() is None once the task succeeded."""
+        manager = managers(1, 1, 1.0, clock=clock)
+        task = ControlledTask("t")
+        sched = start(manager, task)
+        task.finish()
+        assert sched.join(timeout=5) is True and sched.result() is None and sched.exception is None
+        assert manager.failed_tasks() == {}
 
     def test_restart_returning_false_is_final(self, managers, clock):
         """[MATCH] A RestartableTask whose restart() returns False is removed, not restarted."""
@@ -582,7 +606,7 @@ class TestChecklist:
 
         manager.go_func("stubborn", stubborn)
         settle()
-        stopper = gevent.spawn(manager.stop, 2.0)
+        stopper = gevent.spawn(manager.stop, 2.0, raise_on_timeout=True)
         clock.wait_for_sleepers(1)
         clock.advance(1.9)
         assert not stopper.ready()
@@ -592,6 +616,19 @@ class TestChecklist:
         assert len(exited) == 1 and isinstance(exited[0], Canceled)
         assert manager.status() == {} and manager.task_status() == {}
         assert _greenlets.alive() == []
+
+    def test_stop_timeout_returns_false_after_killing(self, managers, clock):
+        """stop(timeout) kills a task ignoring its ctx, returns False, and its handle holds Canceled."""
+        manager = managers(1, 1, 1.0, clock=clock)
+        release = Event()
+        sched = manager.go_func("stubborn", lambda ctx: release.wait())
+        settle()
+        stopper = gevent.spawn(manager.stop, 2.0)
+        clock.wait_for_sleepers(1)
+        clock.advance(2.0)
+        assert stopper.get() is False
+        assert isinstance(sched.exception, Canceled)
+        assert manager.state.value == "stopped" and _greenlets.alive() == []
 
     def test_worker_status_strings(self):
         """[MATCH] WorkerStatus values are exactly "not assigned", "waiting", "running", "restarted"."""
@@ -612,9 +649,14 @@ class TestChecklist:
         managers(0, 1, 1.0, logging.getLogger("my.app"), clock=clock)
         assert [r.name for r in caplog.records] == ["my.app"]
 
-    @pytest.mark.parametrize("timeout", [0, -1.0, None])
-    def test_non_positive_timeout_means_never(self, managers, clock, timeout):
-        """[FIX] timeout <= 0 (or None) means no idle timeout: extra workers never retire, no timer churn."""
+    def test_negative_timeout_is_refused(self):
+        """[issue 14 item 9] TaskManager(timeout=-1) raises InvalidArgument naming timeout."""
+        with pytest.raises(InvalidArgument, match="timeout"):
+            TaskManager(1, 2, -1)
+
+    @pytest.mark.parametrize("timeout", [0, None, float("inf")])
+    def test_zero_or_no_timeout_means_never(self, managers, clock, timeout):
+        """[FIX] timeout 0, None or inf means no idle timeout: extra workers never retire, no timer churn."""
         manager = managers(1, 3, timeout, clock=clock)
         tasks = [ControlledTask("t%d" % i) for i in range(3)]
         for task in tasks:

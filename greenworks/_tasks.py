@@ -1,6 +1,6 @@
 """
-The task-side pieces of the Dispatcher: the overflow stack, the retry task and
-the per-call record behind ``submit()``.
+What a Dispatcher runs: the task check, the handle ``submit()`` returns, the
+overflow stack and the retry task.
 
 Kept apart from :mod:`greenworks.dispatcher` so that module holds only the
 pool's machinery. Everything here is public through that module.
@@ -10,15 +10,16 @@ import functools
 import logging
 import types
 
+from gevent import GreenletExit
 from gevent.event import AsyncResult
 from zope.interface import implementer
 
-from greenworks._checks import is_int, is_real
+from greenworks import _checks
 from greenworks.clock import get_clock
-from greenworks.exceptions import EmptyStackError, invalid_argument
+from greenworks.exceptions import Canceled, EmptyStackError, invalid_argument
 from greenworks.interfaces import IDispatchTask, ITaskStack
 
-__all__ = ["RetryTask", "TaskStack"]
+__all__ = ["RetryTask", "TaskHandle", "TaskStack"]
 
 logger = logging.getLogger("greenworks.dispatcher")
 
@@ -78,30 +79,106 @@ def _check_task(task, name="task"):
     raise invalid_argument(name, task, "a callable or an IDispatchTask with execute()")
 
 
-class _Call(AsyncResult):
-    """The AsyncResult ``submit()`` returns, which is also the task that fills it.
+class TaskHandle(AsyncResult):
+    """The handle ``Dispatcher.submit()`` returns: a gevent ``AsyncResult`` that is also the task.
 
     One object instead of a record plus an AsyncResult: ``submit()`` is then
     within a factor of two of a raw queue of ``(fn, AsyncResult)`` pairs.
     Running it calls ``fn(*args, **kwargs)``; the outcome is set before an
     exception goes on to the worker, which counts it, so a watchdog timeout or
     a kill reaches the caller too. The call's references are dropped once it
-    succeeded.
+    ran.
+
+    Beyond ``AsyncResult`` (``get``, ``wait``, ``ready``, ``successful``,
+    ``exception``, ``rawlink``) it offers the ``concurrent.futures.Future``
+    verbs a caller reaches for: :meth:`cancel`, :meth:`cancelled`,
+    :meth:`done`, :meth:`result` and :meth:`add_done_callback`.
     """
 
-    __slots__ = ("_fn", "_args", "_kwargs")
+    __slots__ = ("_fn", "_args", "_kwargs", "_started")
 
     def __call__(self):
+        fn = self._fn
+        if fn is None:
+            # Cancelled while it waited; its handle already holds Canceled.
+            return
+        self._started = True
         try:
-            value = self._fn(*self._args, **self._kwargs)
+            value = fn(*self._args, **self._kwargs)
+        except GreenletExit as exc:
+            self._fn = self._args = self._kwargs = None
+            self.set_exception(Canceled("the worker running %r was killed (%r)" % (fn, exc)))
+            raise
         except BaseException as exc:
+            self._fn = self._args = self._kwargs = None
             self.set_exception(exc)
             raise
         self._fn = self._args = self._kwargs = None
         self.set(value)
 
+    def cancel(self):
+        """Keep the task from running if it has not started; return whether it was cancelled.
+
+        A cancelled handle holds a `Canceled`: ``get()`` raises it at once.
+        Never switches (the waiters wake at the next switch).
+
+        :return bool: True if the task had not started (it will not run);
+            False if it is running or done.
+        """
+        if self.ready():
+            return self.cancelled()
+        if self._started:
+            return False
+        fn = self._fn
+        self._fn = self._args = self._kwargs = None
+        self.set_exception(Canceled("task %r was cancelled before it ran" % (fn,)))
+        return True
+
+    def cancelled(self):
+        """Whether :meth:`cancel` (or a stop with ``cancel_pending``) kept the task from running."""
+        return not self._started and self.ready() and isinstance(self.exception, Canceled)
+
+    def done(self):
+        """Whether the outcome is known (ran, failed or was cancelled); never blocks."""
+        return self.ready()
+
+    def result(self, timeout=None):
+        """Block until the outcome is known and return it (``get(timeout=timeout)``).
+
+        :raises gevent.Timeout: *timeout* seconds passed first.
+        :raises: the task's exception, or `Canceled`.
+        """
+        return self.get(timeout=timeout)
+
+    def add_done_callback(self, fn):
+        """Call ``fn(handle)`` once the outcome is known (at once, in a hub callback, if it is).
+
+        Runs in the hub, like ``rawlink`` callbacks: *fn* must not block. An
+        exception from *fn* is logged and ignored.
+        """
+        if not callable(fn):
+            raise invalid_argument("fn", fn, "a callable fn(handle)")
+        self.rawlink(functools.partial(_run_done_callback, fn))
+
     def __repr__(self):
-        return "<submitted call %r>" % (self._fn,)
+        state = "pending" if not self.ready() else ("cancelled" if self.cancelled() else "done")
+        return "<greenworks.dispatcher.TaskHandle %s %r>" % (state, self._fn)
+
+
+def _run_done_callback(fn, handle):
+    try:
+        fn(handle)
+    except Exception:
+        logger.exception("done callback %r of %r raised", fn, handle)
+
+
+def _new_handle(fn, args, kwargs):
+    handle = TaskHandle()
+    handle._fn = fn
+    handle._args = args
+    handle._kwargs = kwargs
+    handle._started = False
+    return handle
 
 
 #: Types that are certainly zero-argument-callable tasks without ``execute``;
@@ -113,7 +190,7 @@ PLAIN_TASK_TYPES = frozenset(
         types.BuiltinFunctionType,
         types.BuiltinMethodType,
         functools.partial,
-        _Call,
+        TaskHandle,
     }
 )
 
@@ -143,14 +220,12 @@ class RetryTask:
         self._run = _check_task(task)
         if not callable(retry):
             raise invalid_argument("retry", retry, "a callable returning bool")
-        if not is_int(retries):
+        if not _checks.is_int(retries):
             raise invalid_argument("retries", retries, "an int")
-        if not is_real(period) or not period >= 0:
-            raise invalid_argument("period", period, "a number of seconds >= 0")
         self.task = task
         self._retry = retry
         self._retries = retries
-        self._period = float(period)
+        self._period = _checks.seconds("period", period)
         self._clock = get_clock(clock)
 
     def execute(self):

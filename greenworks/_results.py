@@ -1,7 +1,7 @@
 """
 What a :class:`~greenworks.jobs.JobRunner` reports: per-job and per-tick
-results, the stats snapshot, the bounded results stream, and the batch
-record the runner fills on the way to a Result.
+results, the bounded results stream, and the batch record the runner fills on
+the way to a Result.
 """
 
 import collections
@@ -9,12 +9,14 @@ import dataclasses
 import datetime
 import queue
 import typing
+from collections.abc import Callable
 
 from gevent.event import Event
 
+from greenworks import _checks
 from greenworks.exceptions import PanicError
 
-__all__ = ["JobResult", "Result", "ResultStream", "Stats"]
+__all__ = ["JobResult", "Result", "ResultStream"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -24,8 +26,9 @@ class JobResult:
     :ivar str id: the job's id.
     :ivar value: what ``run()`` returned; ``None`` when ``error`` is set.
     :ivar error: ``None``, a `PanicError` (``run()`` raised), the exception
-        ``run()`` returned, ``ErrSkippedDuplicate``, ``ErrShuttingDown``, or
-        the exception raised by the job's ``is_run``/``get_id``.
+        ``run()`` returned, a `SkippedDuplicateError` (the job was still in
+        flight), a `ShuttingDownError` (stopped before it started), or the
+        exception raised by the job's ``is_run``/``get_id``.
     :ivar datetime started_at: when ``run()`` began (aware).
     :ivar datetime ended_at: when it ended; equal to ``started_at`` for a job
         that was not run.
@@ -40,94 +43,88 @@ class JobResult:
     index: int = dataclasses.field(default=0, repr=False, compare=False)
 
 
-@dataclasses.dataclass
 class Result:
     """The aggregated outcome of one tick or one ``push_and_await`` batch.
 
     :ivar datetime at: the time the jobs' ``is_run`` was asked about.
     :ivar list items: `JobResult` per job, in completion order (skips and
         shutdown entries as they happen), or input order with ``input_order=True``.
-        A runner's Result makes this list on first access (see `_deferred`).
+    :ivar datetime started_at: when the batch began.
+    :ivar datetime ended_at: when its last job ended.
+
+    A runner's Result makes its ``items`` on first access: a Result waiting
+    unread in the stream then holds a few lists rather than a thousand
+    JobResults. Objects that live that long reach the collector's oldest
+    generation and make full collections (tens of ms with a large heap,
+    landing on whichever tick allocates next) frequent.
     """
 
-    at: datetime.datetime
-    items: list
-    started_at: datetime.datetime | None = None
-    ended_at: datetime.datetime | None = None
+    __slots__ = ("at", "started_at", "ended_at", "_items", "_build")
 
-    def by_id(self):
-        """Return ``{id: JobResult}``; the last item wins for a repeated id."""
-        return {item.id: item for item in self.items}
-
-    def errors(self):
-        """Return ``{id: error}`` for every item with an error, sentinels included."""
-        return {item.id: item.error for item in self.items if item.error is not None}
-
-    def panic_errors(self):
-        """Return ``{id: PanicError}`` for the items whose ``run()`` raised."""
-        return {item.id: item.error for item in self.items if isinstance(item.error, PanicError)}
+    def __init__(
+        self,
+        at: datetime.datetime,
+        items: list[JobResult] | None,
+        started_at: datetime.datetime | None = None,
+        ended_at: datetime.datetime | None = None,
+    ) -> None:
+        self.at = at
+        self.started_at = started_at
+        self.ended_at = ended_at
+        self._items = items
+        self._build: Callable[[], list[JobResult]] | None = None
 
     @classmethod
-    def _deferred(cls, at, build, started_at, ended_at):
-        """A Result whose ``items`` is ``build()``, called once, on first access.
-
-        A Result waiting unread in the stream then holds a few lists rather
-        than a thousand JobResults: objects that live that long reach the
-        collector's oldest generation and make full collections (tens of ms
-        with a large heap, landing on whichever tick allocates next) frequent.
-        """
+    def _deferred(
+        cls,
+        at: datetime.datetime,
+        build: Callable[[], list[JobResult]],
+        started_at: datetime.datetime,
+        ended_at: datetime.datetime,
+    ) -> "Result":
+        """A Result whose ``items`` is ``build()``, called once, on first access."""
         result = cls(at, None, started_at, ended_at)
         result._build = build
         return result
 
+    @property
+    def items(self) -> list[JobResult]:
+        """The `JobResult` of every job of the batch (see the class docstring)."""
+        build = self._build
+        if build is not None:
+            self._build = None
+            self._items = build()
+        return self._items if self._items is not None else []
 
-def _get_items(result):
-    build = result._build
-    if build is not None:
-        result._build = None
-        result._items = build()
-    return result._items
+    @items.setter
+    def items(self, items: list[JobResult]) -> None:
+        self._build = None
+        self._items = items
 
+    def by_id(self) -> dict[str, JobResult]:
+        """Return ``{id: JobResult}``; the last item wins for a repeated id."""
+        return {item.id: item for item in self.items}
 
-def _set_items(result, items):
-    result._build = None
-    result._items = items
+    def errors(self) -> dict[str, BaseException]:
+        """Return ``{id: error}`` for every item with an error, skips included."""
+        return {item.id: item.error for item in self.items if item.error is not None}
 
+    def panic_errors(self) -> dict[str, PanicError]:
+        """Return ``{id: PanicError}`` for the items whose ``run()`` raised."""
+        return {item.id: item.error for item in self.items if isinstance(item.error, PanicError)}
 
-# Set after @dataclass (a property in the class body would be taken for the
-# field's default); dataclass __init__, __eq__, __repr__ and asdict all go
-# through it, so `items` stays a plain field to every caller.
-Result.items = property(_get_items, _set_items, doc="list of `JobResult` (see the class docstring).")
+    def _key(self) -> tuple[typing.Any, ...]:
+        return (self.at, self.items, self.started_at, self.ended_at)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Result):
+            return NotImplemented
+        return self._key() == other._key()
 
-@dataclasses.dataclass
-class Stats:
-    """A point-in-time snapshot of a JobRunner (Go's ``Stats`` plus counters of its own).
+    __hash__ = None  # type: ignore[assignment]
 
-    :ivar int in_flight_jobs: jobs running now (holding a concurrency slot).
-    :ivar int batch_queue_depth: pushed batches waiting in the FIFO.
-    :ivar int batch_queue_capacity: the FIFO's size (``batch_buffer``).
-    :ivar int dedupe_skips_total: jobs reported ``ErrSkippedDuplicate``.
-    :ivar int dropped_results_total: Results dropped from the full results stream.
-    :ivar int missed_ticks_total: tick boundaries that passed while the hub was busy.
-    :ivar int not_leader_ticks_total: ticks on which this process was not the leader.
-    :ivar int claim_skips_total: due jobs another process had already claimed.
-    :ivar int discarded_batches_total: queued batches dropped by ``stop()``.
-    """
-
-    in_flight_jobs: int = 0
-    batch_queue_depth: int = 0
-    batch_queue_capacity: int = 0
-    dedupe_skips_total: int = 0
-    dropped_results_total: int = 0
-    missed_ticks_total: int = 0
-    not_leader_ticks_total: int = 0
-    claim_skips_total: int = 0
-    discarded_batches_total: int = 0
-
-    def as_dict(self):
-        """Return the fields as a plain dict."""
-        return dataclasses.asdict(self)
+    def __repr__(self) -> str:
+        return "Result(at=%r, items=%r, started_at=%r, ended_at=%r)" % self._key()
 
 
 class ResultStream:
@@ -188,6 +185,7 @@ class ResultStream:
         :raises queue.Empty: nothing arrived in time, or the stream is closed and empty.
         """
         items = self._items
+        timeout = _checks.seconds("timeout", timeout, none=True, negative=True)
         deadline = None
         while not items:
             if self._closed or not block:

@@ -1,0 +1,262 @@
+"""
+How a JobRunner runs the due jobs of its batches: `BatchRunner`.
+
+A batch greenlet walks its jobs in input order: dedupe, then one of the
+``limit`` slots shared by every batch (a stop is looked at first, always),
+then the job goes to the ready queue. Worker greenlets (a
+`~greenworks._workers.WorkerSet`) run what is ready. A worker is woken (or
+spawned) only when a job is queued and no other worker is already on its
+way; a worker that takes a job while more wait wakes the next one before
+running its own, so a job that blocks never holds up the queue, and trivial
+jobs run back to back on one worker with no switch. Every queued job holds a
+slot, so at most ``limit`` workers ever exist. Workers retire when no batch
+is live.
+
+A worker is named ``greenworks.jobs[<job id>]`` while it runs a job, so
+``gevent.util.format_run_info()`` and `greenworks.monitor` show what runs.
+Job timestamps are read as floats and made into datetimes after the batch,
+off the path that starts jobs.
+"""
+
+import collections
+import datetime
+import functools
+import math
+import traceback
+from typing import Any
+
+import zope.event
+from gevent import getcurrent
+from gevent.event import Event
+
+from greenworks._component import Lifecycle
+from greenworks._results import Result, ResultStream, _Batch
+from greenworks._workers import WorkerSet
+from greenworks.events import JobFinished, JobSkipped, JobStarted
+from greenworks.exceptions import PanicError, ShuttingDownError, SkippedDuplicateError
+
+__all__ = ["BatchRunner"]
+
+
+def _datetime(timestamp: float, tz: Any) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(timestamp, tz)
+
+
+class BatchRunner:
+    """Runs batches of due jobs on shared workers, at most *limit* jobs at once.
+
+    :param Lifecycle life: the JobRunner's lifecycle (clock, logger, tracking, events).
+    :param limit: jobs running at once (an int, or ``math.inf``).
+    :param bool dedupe: skip a job whose id is still in flight.
+    :param ResultStream results: where each batch's Result goes.
+    :param dict stats: the runner's counters, bumped here.
+    :param zone: ``zone()`` returns the tzinfo of the Results' datetimes.
+    :param bool input_order: order ``Result.items`` like the input.
+    :param on_panic: ``on_panic(id, exc, stack)`` or None.
+    :param on_skip: ``on_skip(id)`` or None.
+    """
+
+    def __init__(
+        self,
+        life: Lifecycle,
+        *,
+        limit: float,
+        dedupe: bool,
+        results: ResultStream,
+        stats: dict[str, int],
+        zone: Any,
+        input_order: bool,
+        on_panic: Any,
+        on_skip: Any,
+    ) -> None:
+        self._life = life
+        self._clock = life.clock
+        self._log = life.logger
+        self._name = life.name
+        self.limit = limit
+        self.dedupe = dedupe
+        self._results = results
+        self._stats = stats
+        self._zone = zone
+        self._input_order = input_order
+        self._on_panic = on_panic
+        self._on_skip = on_skip
+        self._pool = WorkerSet(
+            life, self._work, "greenworks.jobs[%s:worker %%d]" % life.name, first_index=1, on_exit=self._left
+        )
+        self.running = 0  # jobs holding a slot
+        self.in_flight: set[str] = set()  # ids running or waiting for a slot (dedupe only)
+        self.last_runs: dict[str, tuple[float, float, BaseException | None]] = {}
+        self._slot = Event()  # set whenever a slot frees (or on stop)
+        self._ready: collections.deque[_Batch] = collections.deque()  # a batch per job holding a slot
+        self._batches: set[Any] = set()  # live batch greenlets
+        self.idle = Event()  # set while no batch and no worker is live
+        self.idle.set()
+        self._batch_seq = 0
+        self.stopping = False
+
+    def stop(self) -> None:
+        """From now on no waiting job starts (they get `ShuttingDownError`). Never switches."""
+        self.stopping = True
+        self._slot.set()
+
+    def greenlets(self) -> list[Any]:
+        """The live batch and worker greenlets."""
+        return [g for g in self._batches if not g.dead] + [w.greenlet for w in list(self._pool.workers)]
+
+    def start_batch(self, batch: _Batch) -> None:
+        """Run *batch* in a new batch greenlet. Never switches."""
+        self._batch_seq += 1
+        name = "greenworks.jobs[%s:batch %d]" % (self._name, self._batch_seq)
+        self._batches.add(self._life.spawn(name, self._run_batch, batch))
+        self.idle.clear()
+
+    def _run_batch(self, batch: _Batch) -> None:
+        clock = self._clock
+        started = clock.time()
+        try:
+            self._walk(batch)
+            batch.pending -= 1
+            if batch.pending:
+                batch.done = Event()
+                clock.wait(batch.done)
+            ended = clock.time()
+            tz = self._zone()
+            self._remember(batch)
+            batch.jobs = None  # the Result may wait unread: keep no job alive for it
+            build = functools.partial(batch.job_results, tz, self._input_order)
+            result = Result._deferred(batch.at, build, _datetime(started, tz), _datetime(ended, tz))
+            self._results.put(result)
+            if batch.reply is not None:
+                batch.reply.set(result)
+        finally:
+            if batch.reply is not None and not batch.reply.ready():
+                # Killed by a stop that timed out: the caller must still hear of it.
+                batch.reply.set_exception(ShuttingDownError("runner: stopped before the batch finished"))
+            batches = self._batches
+            batches.discard(getcurrent())
+            if not batches:
+                self._pool.retire(len(self._pool.idle))
+                if not self._pool.workers:
+                    self.idle.set()
+
+    def _remember(self, batch: _Batch) -> None:
+        last_runs = self.last_runs
+        for position in batch.finished:
+            last_runs[batch.ids[position]] = (
+                batch.started[position],
+                batch.ended[position],
+                batch.errors[position],
+            )
+
+    def _walk(self, batch: _Batch) -> None:
+        dedupe = self.dedupe
+        in_flight = self.in_flight
+        limit = self.limit
+        ready = self._ready
+        handed = batch.handed
+        ids = batch.ids
+        pool = self._pool
+        for position in range(len(ids)):
+            job_id = ids[position]
+            if dedupe:
+                if job_id in in_flight:
+                    self._skip(batch, position, job_id)
+                    continue
+                in_flight.add(job_id)
+            # A stop wins over a free slot: checked first, every time.
+            while not self.stopping and self.running >= limit:
+                self._slot.clear()
+                self._clock.wait(self._slot)
+            if self.stopping:
+                in_flight.discard(job_id)
+                now = self._clock.time()
+                batch.finish(position, None, ShuttingDownError(), now, now)
+                self._life.emit(JobSkipped, job_id, batch.at, "limit")
+                continue
+            self.running += 1
+            batch.pending += 1
+            handed.append(position)
+            ready.append(batch)
+            if not pool.waking and pool.wake() is None:
+                pool.spawn()
+
+    def _work(self, worker: Any) -> None:
+        pool = self._pool
+        me = worker.greenlet
+        idle_name = me.name
+        ready = self._ready
+        time = self._clock.time
+        pool.started(worker)
+        while True:
+            while ready:
+                batch = ready.popleft()
+                position = batch.handed.popleft()
+                job_id = batch.ids[position]
+                if ready and not pool.waking and pool.wake() is None:
+                    pool.spawn()
+                me.name = "greenworks.jobs[%s]" % job_id
+                if zope.event.subscribers:
+                    self._life.emit(JobStarted, job_id, batch.at)
+                started_at = time()
+                value = error = None
+                try:
+                    try:
+                        value = batch.jobs[position].run()
+                        if isinstance(value, Exception):
+                            # A returned exception is the job's error (Go's `return nil, err`).
+                            value, error = None, value
+                    except Exception as exc:
+                        error = self._panicked(job_id, exc)
+                    ended_at = time()
+                    batch.finish(position, value, error, started_at, ended_at)
+                    if zope.event.subscribers:
+                        lateness = max(0.0, started_at - batch.at.timestamp())
+                        self._life.emit(
+                            JobFinished, job_id, batch.at, value, error, ended_at - started_at, lateness
+                        )
+                finally:
+                    # Also when the worker is killed mid-job: the slot and the batch move on.
+                    worker.done += 1
+                    self.running -= 1
+                    self._slot.set()
+                    if self.dedupe:
+                        self.in_flight.discard(job_id)
+                    batch.pending -= 1
+                    if not batch.pending and batch.done is not None:
+                        batch.done.set()
+            me.name = idle_name
+            if not self._batches or worker.retire:
+                return
+            pool.park(worker)
+            if worker.retire and not ready:
+                return
+
+    def _left(self, worker: Any) -> None:
+        if not self._pool.workers and not self._batches:
+            self.idle.set()
+
+    def _panicked(self, job_id: str, exc: Exception) -> PanicError:
+        stack = traceback.format_exc()
+        error = PanicError(job_id, exc, stack)
+        if self._on_panic is not None:
+            try:
+                self._on_panic(job_id, exc, stack)
+            except Exception:
+                self._log.exception("job runner %r: on_panic(%r) raised", self._name, job_id)
+        return error
+
+    def _skip(self, batch: _Batch, position: int, job_id: str) -> None:
+        self._stats["dedupe_skips_total"] += 1
+        now = self._clock.time()
+        batch.finish(position, None, SkippedDuplicateError(), now, now)
+        self._life.emit(JobSkipped, job_id, batch.at, "dedupe")
+        if self._on_skip is not None:
+            try:
+                self._on_skip(job_id)
+            except Exception:
+                self._log.exception("job runner %r: on_skip(%r) raised", self._name, job_id)
+
+
+#: What ``limit=None`` means: no limit.
+NO_LIMIT = math.inf
