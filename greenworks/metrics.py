@@ -362,11 +362,11 @@ class Metrics:
         stats = component.stats() if callable(getattr(component, "stats", None)) else component.snapshot()
         name = str(getattr(component, "name", None) or type(component).__name__.lower())
         if not isinstance(stats, dict):
-            # JobRunner's Stats object.
-            stats = {
-                "busy": getattr(stats, "in_flight_jobs", None),
-                "buffered": getattr(stats, "batch_queue_depth", None),
-            }
+            # An older JobRunner's Stats object.
+            stats = {key: getattr(stats, key, None) for key in ("in_flight_jobs", "batch_queue_depth")}
+        if "in_flight_jobs" in stats:
+            # A JobRunner: jobs in flight are its busy workers, queued batches its buffer.
+            stats = {"busy": stats.get("in_flight_jobs"), "buffered": stats.get("batch_queue_depth")}
         for key, gauge in (("workers", self.workers), ("busy", self.busy), ("buffered", self.buffered)):
             value = stats.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
