@@ -22,6 +22,7 @@ TEST_REQUIRES = [
     "hypothesis>=6.50",
     "redis>=4.5",
     "gunicorn>=21.2",
+    "prometheus_client>=0.16",
 ]
 
 setup(
@@ -46,6 +47,7 @@ setup(
         "test": TEST_REQUIRES,
         "redis": ["redis>=4.5"],
         "cron": ["croniter>=1.3"],
+        "prometheus": ["prometheus_client>=0.16"],
         "dev": [*TEST_REQUIRES, "ruff>=0.4", "tox>=4"],
     },
     entry_points={"console_scripts": ["greenworks = greenworks.cli:main"]},

@@ -2,15 +2,16 @@
 
 A Dispatcher runs fifty small tasks and a TaskManager runs a task that stops at
 30% progress. ``greenworks.status.wsgi_app`` serves both at ``/status.json``
-and as an HTML page at ``/``; the script fetches both over real HTTP, as a
-browser or a monitoring probe would, then stops everything.
+and as an HTML page at ``/`` (a card per component, and one of the latest
+events); the script fetches both over real HTTP, as a browser or a monitoring
+probe would, then stops everything.
 
 Expected output::
 
     status page on http://127.0.0.1:.../
     dispatcher thumbnails: RUNNING, ... workers, 50 executed
     taskmanager indexer: reindex running at 30% (3 of 10 batches)
-    page shows 2 cards: dispatcher, taskmanager
+    page shows 3 cards: dispatcher, taskmanager, events
     ok
 """
 
@@ -95,7 +96,7 @@ def main():
         ok = (
             dispatcher["executed"] == 50
             and reindex["progress"] == 30.0
-            and cards == ["dispatcher", "taskmanager"]
+            and cards == ["dispatcher", "taskmanager", "events"]
         )
     finally:
         server.stop()

@@ -13,7 +13,9 @@ same way:
   (:meth:`Lifecycle.check_not_own`) and prove none is left;
 - the join-then-kill escalation of ``stop(timeout)`` (:meth:`Lifecycle.finish`);
 - the header of every ``snapshot()`` (:meth:`Lifecycle.header`);
-- emitting lifecycle events (:meth:`Lifecycle.emit`).
+- emitting lifecycle events (:meth:`Lifecycle.emit`);
+- telling which component a greenlet belongs to (:func:`owner_of`), for the
+  hub-blocking attribution of `greenworks.monitor`.
 
 Composition, not a base class: each component keeps its own growth and
 retirement rules and reads nothing from here but these methods.
@@ -37,7 +39,7 @@ from greenworks.clock import get_clock
 from greenworks.events import ComponentStarted, ComponentStopped, notify
 from greenworks.exceptions import ReentrantStopError, invalid_argument
 
-__all__ = ["Lifecycle", "State", "check_logger", "iso"]
+__all__ = ["Lifecycle", "State", "check_logger", "iso", "owner_of"]
 
 _UTC = datetime.timezone.utc
 #: Seconds ``finish`` waits for killed greenlets to die before giving up on them.
@@ -81,6 +83,25 @@ def iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.datetime.fromtimestamp(timestamp, _UTC).isoformat()
+
+
+# Greenlet -> the Lifecycle that spawned or adopted it, process-wide, so that
+# `greenworks.monitor` can name the component of whatever greenlet blocked the
+# hub in one dict lookup. Weak on the greenlet: an entry goes with it.
+_owners: "weakref.WeakKeyDictionary[Greenlet, Lifecycle]" = weakref.WeakKeyDictionary()
+
+
+def owner_of(greenlet: Any) -> "Lifecycle | None":
+    """Return the `Lifecycle` whose component spawned (or adopted) *greenlet*, or None.
+
+    O(1); never switches. None for a greenlet no component tracks (the
+    caller's, gevent's, or one spawned before its component composed a
+    Lifecycle).
+    """
+    try:
+        return _owners.get(greenlet)
+    except TypeError:  # not weak-referenceable: nobody's
+        return None
 
 
 def _all_dead(greenlets: list[Greenlet]) -> Event:
@@ -163,11 +184,13 @@ class Lifecycle:
         """
         greenlet = _greenlets.spawn(name, func, *args)
         self._own.add(greenlet)
+        _owners[greenlet] = self
         return greenlet
 
     def adopt(self, greenlet: Greenlet) -> Greenlet:
         """Track a greenlet spawned by other means (already in the process-wide registry)."""
         self._own.add(greenlet)
+        _owners[greenlet] = self
         return greenlet
 
     def alive(self) -> list[Greenlet]:

@@ -1041,3 +1041,48 @@ class IClusterRunner(IComponent):
 
     def status():
         """Return the local workers' `WorkerStatus` list (this member's share). Never blocks."""
+
+
+# -- monitor and metrics (observe) ----------------------------------------------
+#
+# Kept in one block, with its own ``__all__`` extension, so that it merges
+# beside the other sections without touching them.
+
+
+class IHubWatch(IComponent):
+    """Hub-blocking detection and attribution (`greenworks.monitor.watch_hub`); one per process.
+
+    States: *new* -> ``start()`` -> *running* (a native watcher thread looks
+    at the hub; `IHubBlocked` events are emitted from the hub's thread once
+    the loop runs again) -> ``stop()`` -> *stopped*. ``start()`` and ``stop()``
+    must be called from the thread whose hub is watched.
+    """
+
+    max_blocking_time = Attribute("float, read-only: seconds the loop may go without a switch (> 0).")
+
+    def counts():
+        """Return ``{component name: blocks seen}`` (foreign greenlets under ``None``). Never blocks."""
+
+    def top_blockers(n=10):
+        """Return the *n* worst culprits, most blocked seconds first, as JSON-ready dicts.
+
+        Each has ``greenlet_name``, ``component_name``, ``task_or_job``,
+        ``foreign``, ``count``, ``seconds`` (total), ``max_seconds``,
+        ``last_at`` (ISO 8601 UTC) and ``last_stack``. Never blocks.
+        """
+
+
+class IMetrics(Interface):
+    """What `greenworks.metrics.install` returns: the Prometheus export of greenworks events."""
+
+    registry = Attribute("prometheus_client.CollectorRegistry, read-only: where the metrics live.")
+    installed = Attribute("bool, read-only: whether the event subscriber is still subscribed.")
+
+    def register(*components):
+        """Read ``stats()``/``snapshot()`` of *components* at scrape time for the gauges; returns self."""
+
+    def uninstall():
+        """Unsubscribe and unregister the collectors; idempotent. Never blocks."""
+
+
+__all__ += ["IHubWatch", "IMetrics"]

@@ -7,14 +7,21 @@ Every greenworks component (`Runner`, `Dispatcher`, `TaskManager`,
 
 - :func:`snapshot` collects the snapshots of any number of components into
   one dict, with the process it describes (version, host, pid, time).
-- :func:`wsgi_app` serves that dict at ``/status.json`` and a small
-  self-refreshing HTML page at ``/``. It is plain WSGI, so it runs under
-  ``gevent.pywsgi``, gunicorn, or mounted beside an application::
+- :func:`wsgi_app` serves that dict at ``/status.json``, a small
+  self-refreshing HTML page at ``/`` and, when prometheus_client is
+  installed, ``/metrics`` (`greenworks.metrics`). It is plain WSGI, so it
+  runs under ``gevent.pywsgi``, gunicorn, or mounted beside an application::
 
       from gevent.pywsgi import WSGIServer
       from greenworks.status import wsgi_app
 
       WSGIServer(("127.0.0.1", 8081), wsgi_app(dispatcher, manager)).serve_forever()
+
+The page shows per job its last run, next due time and paused flag (from a
+JobRunner snapshot's ``jobs`` rows, when it has them), every date with its
+zone and every figure with its unit, the worst hub blockers of a running
+`greenworks.monitor` watch, and the latest events, recorded as they happen by
+a subscriber (:func:`record_events`), not polled.
 
 A component whose ``snapshot()`` raises shows up as an error entry naming the
 exception: one broken component never breaks the page, nor the request.
@@ -33,11 +40,21 @@ import re
 import socket
 
 from greenworks._checks import is_real
+from greenworks._status_events import DEFAULT_EVENTS, EventLog, record_events, recording, stop_recording
 from greenworks._version import __version__
 from greenworks.clock import get_clock
 from greenworks.exceptions import invalid_argument
 
-__all__ = ["render_html", "snapshot", "wsgi_app"]
+__all__ = [
+    "DEFAULT_EVENTS",
+    "EventLog",
+    "record_events",
+    "recording",
+    "render_html",
+    "snapshot",
+    "stop_recording",
+    "wsgi_app",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -131,12 +148,20 @@ def snapshot(*components, clock=None):
 
 # -- HTML ---------------------------------------------------------------------
 
+# Cards sit in flex rows: each grows to fill its row and stretches to the row's
+# height, so there is no hole at any width (a grid leaves empty tracks in its
+# last row); cards with tables take a whole row.
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
 header{background:#1d2330;color:#fff;padding:10px 18px;display:flex;gap:18px;align-items:baseline}
 header h1{font-size:18px;margin:0}header span{opacity:.8}header a{color:#9cf}
-main{display:flex;flex-wrap:wrap;gap:14px;padding:14px;align-items:flex-start}
-section{background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002;padding:10px 14px;min-width:260px}
+main{display:flex;flex-wrap:wrap;align-items:stretch;gap:14px;padding:14px}
+.cell{flex:1 1 340px;min-width:0}.cell.wide{flex-basis:100%}
+section{background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002;padding:10px 14px;height:100%;
+box-sizing:border-box;overflow-x:auto}
+.unit{color:#667;font-size:11px;margin-left:2px}
+details summary{cursor:pointer;color:#3b5ddd}
+pre{font-size:11px;max-height:240px;overflow:auto;background:#f4f5f7}
 section h2{font-size:15px;margin:0 0 6px}section p{margin:4px 0}
 section h3{font-size:13px;margin:10px 0 4px;color:#556}
 .kind{text-transform:uppercase;letter-spacing:.05em;color:#667;font-size:11px;margin-right:6px}
@@ -157,7 +182,26 @@ _BAD = {"failed", "error", "crashed", "stopped", "closed", "given up", "gave up"
 _STATE_KEYS = ("state", "status")
 
 
-_ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)(\.\d+)?([+-]\d\d:\d\d|Z)?$")
+_ISO_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(\.\d+)?([+-]\d\d:\d\d|Z)?$")
+
+# What a figure counts, by its key: the unit shown after it.
+_SECONDS = re.compile(r"(seconds|duration|lateness|timeout|interval|period|delay|_time|^tick|_age)$")
+_UNITS = {
+    "tasks": (
+        "buffered",
+        "overflowed",
+        "dispatched",
+        "executed",
+        "failed",
+        "timed_out",
+        "rejected",
+        "max_buffered",
+        "pending",
+    ),
+    "workers": ("workers", "busy", "idle", "min_workers", "max_workers", "max_size"),
+    "times": ("scale_ups", "scale_downs", "blocks", "count", "restarts"),
+}
+_UNIT_OF = {key: unit for unit, keys in _UNITS.items() for key in keys}
 
 
 def _e(value):
@@ -179,23 +223,55 @@ def _scalar(key, value):
     if key == "progress" and isinstance(value, (int, float)):
         width = max(0.0, min(100.0, float(value)))
         return '<span class="bar"><i style="width:%.0f%%"></i></span>%.0f%%' % (width, value)
+    if isinstance(value, (int, float)) and _SECONDS.search(key):
+        return _duration(value)
     if isinstance(value, float):
-        return _e("%.3g" % value if abs(value) < 1e6 else "%.0f" % value)
+        return _e("%.3g" % value if abs(value) < 1e6 else "%.0f" % value) + _unit(key)
+    if isinstance(value, int) and key in _UNIT_OF:
+        return _e(value) + _unit(key)
     if key in _STATE_KEYS or key.endswith("_state"):
         return _badge(value)
     if isinstance(value, str) and _ISO_TIME.match(value):
-        # The time of day reads at a glance; the full timestamp is the tooltip.
-        return '<time datetime="%s" title="%s">%s</time>' % (
-            _e(value),
-            _e(value),
-            _e(_ISO_TIME.match(value).group(1)),
-        )
+        return _when(value)
     if key in ("error", "last_error") and value:
         return '<span class="error">%s</span>' % _e(value)
     if isinstance(value, (dict, list)):
         text = json.dumps(value, sort_keys=True)
         return _e(text if len(text) <= 120 else text[:117] + "...")
     return _e(value)
+
+
+def _unit(key):
+    unit = _UNIT_OF.get(key)
+    return '<span class="unit">%s</span>' % unit if unit else ""
+
+
+def _duration(seconds):
+    """Seconds with their unit: ms below one second, min/h for long ones."""
+    seconds = float(seconds)
+    if abs(seconds) < 1:
+        text, unit = "%.3g" % (seconds * 1000), "ms"
+    elif abs(seconds) < 120:
+        text, unit = "%.3g" % seconds, "s"
+    elif abs(seconds) < 7200:
+        text, unit = "%.3g" % (seconds / 60), "min"
+    else:
+        text, unit = "%.3g" % (seconds / 3600), "h"
+    return '%s<span class="unit">%s</span>' % (_e(text), unit)
+
+
+def _when(value):
+    """An ISO 8601 timestamp as date, time and zone (UTC or its offset); the full value is the tooltip."""
+    match = _ISO_TIME.match(value)
+    zone = match.group(4)
+    zone = "UTC" if zone in ("Z", "+00:00", "-00:00") else zone or "(no zone)"
+    return '<time datetime="%s" title="%s">%s %s %s</time>' % (
+        _e(value),
+        _e(value),
+        _e(match.group(1)),
+        _e(match.group(2)),
+        _e(zone),
+    )
 
 
 def _cell(key, value):
@@ -240,6 +316,68 @@ def _section_body(key, value):
     return "<p>%s</p>%s" % (", ".join(items) if items else "&ndash;", _more(value))
 
 
+def _job_rows(rows):
+    """The JobRunner's per-job table: last run, next due time, paused, running."""
+    head = ("job", "schedule", "next due", "last run", "took", "outcome", "last error", "paused", "running")
+    out = ["<table class=jobs><tr>%s</tr>" % "".join("<th>%s</th>" % h for h in head)]
+    for row in rows[:MAX_ROWS]:
+        last = row.get("last_run") if isinstance(row.get("last_run"), dict) else {}
+        cells = [
+            _cell("id", row.get("id")),
+            _cell("schedule", row.get("schedule")),
+            _cell("next_run", row.get("next_run")),
+            _cell("at", last.get("at")),
+            _cell("duration", last.get("duration")),
+            "<td>%s</td>" % (_badge(last["outcome"]) if last.get("outcome") else "&ndash;"),
+            _cell("error", last.get("error")),
+            _cell("paused", row.get("paused")),
+            _cell("running", row.get("running")),
+        ]
+        out.append("<tr>%s</tr>" % "".join(cells))
+    out.append("</table>")
+    out.append(_more(rows))
+    return "".join(out)
+
+
+def _blocker_rows(rows):
+    """The hub watch's worst culprits, each with its stack folded away."""
+    head = ("greenlet", "component", "task or job", "blocks", "total", "longest", "last seen", "stack")
+    out = ["<table class=blockers><tr>%s</tr>" % "".join("<th>%s</th>" % h for h in head)]
+    for row in rows[:MAX_ROWS]:
+        component = row.get("component_name")
+        stack = row.get("last_stack") or ""
+        cells = [
+            _cell("greenlet", row.get("greenlet_name")),
+            "<td>%s</td>" % (_e(component) if component is not None else _badge("foreign")),
+            _cell("task", row.get("task_or_job")),
+            _cell("blocks", row.get("count")),
+            _cell("seconds", row.get("seconds")),
+            _cell("max_seconds", row.get("max_seconds")),
+            _cell("last_at", row.get("last_at")),
+            "<td><details><summary>stack</summary><pre>%s</pre></details></td>" % _e(stack)
+            if stack
+            else "<td>&ndash;</td>",
+        ]
+        out.append("<tr>%s</tr>" % "".join(cells))
+    out.append("</table>")
+    return "".join(out)
+
+
+def _is_rows(value, key):
+    return isinstance(value, list) and bool(value) and all(isinstance(r, dict) and key in r for r in value)
+
+
+def _special(data):
+    """``{key: html}`` of the sections a kind of component has its own table for."""
+    kind = data.get("component")
+    if kind == "jobs" and _is_rows(data.get("jobs"), "id"):
+        return {"jobs": _job_rows(data["jobs"])}
+    if kind == "hubwatch" and isinstance(data.get("top_blockers"), list):
+        rows = data["top_blockers"]
+        return {"top_blockers": _blocker_rows(rows) if rows else "<p>no blocks seen</p>"}
+    return {}
+
+
 def _card(data):
     kind = data.get("component", "?")
     name = data.get("name")
@@ -250,7 +388,13 @@ def _card(data):
         # The component's own state is the badge next to its title.
         title += " " + _badge(data[state_key])
         hidden.add(state_key)
-    out = ['<section data-component="%s"><h2>%s</h2>' % (_e(kind), title)]
+    special = _special(data)
+    wide = special or any(isinstance(v, list) and v and isinstance(v[0], dict) for v in data.values())
+    # The cell carries the width, so the card's own markup stays the same for every kind.
+    out = [
+        '<div class="cell%s"><section data-component="%s"><h2>%s</h2>'
+        % (" wide" if wide else "", _e(kind), title)
+    ]
     if "error" in data and set(data) <= {"component", "name", "error"}:
         out.append('<p class="error">snapshot failed: %s</p>' % _e(data["error"]))
         hidden.add("error")
@@ -260,9 +404,35 @@ def _card(data):
             "<table>%s</table>" % "".join("<tr><th>%s</th>%s</tr>" % (_e(k), _cell(k, v)) for k, v in scalars)
         )
     for key, value in data.items():
-        if isinstance(value, (dict, list)):
+        if key in special:
+            out.append("<h3>%s</h3>%s" % (_e(key.replace("_", " ")), special[key]))
+        elif isinstance(value, (dict, list)):
             out.append("<h3>%s</h3>%s" % (_e(key), _section_body(key, value)))
-    out.append("</section>")
+    out.append("</section></div>")
+    return "".join(out)
+
+
+def _events_card(entries):
+    """The latest events, newest first, as the subscriber recorded them."""
+    out = [
+        '<div class="cell wide"><section data-component="events">'
+        '<h2><span class="kind">events</span>recent</h2>'
+    ]
+    if not entries:
+        out.append("<p>none yet</p></section></div>")
+        return "".join(out)
+    out.append("<table><tr><th>at</th><th>event</th><th>component</th><th>detail</th></tr>")
+    for entry in entries[:MAX_ROWS]:
+        out.append(
+            "<tr>%s<td>%s</td>%s%s</tr>"
+            % (
+                _cell("at", entry.get("at")),
+                _badge(entry.get("event", "")),
+                _cell("name", entry.get("name")),
+                _cell("detail", entry.get("detail")),
+            )
+        )
+    out.append("</table>%s</section></div>" % _more(entries))
     return "".join(out)
 
 
@@ -273,6 +443,8 @@ def render_html(data, refresh=DEFAULT_REFRESH, json_url="status.json"):
     shown, not run.
     """
     cards = "".join(_card(c) for c in data.get("components", ())) or "<p>no components</p>"
+    if isinstance(data.get("events"), list):
+        cards += _events_card(data["events"])
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         '<meta http-equiv="refresh" content="%s">'
@@ -294,12 +466,17 @@ def render_html(data, refresh=DEFAULT_REFRESH, json_url="status.json"):
     )
 
 
-def wsgi_app(*components, refresh=DEFAULT_REFRESH, clock=None):
+def wsgi_app(*components, refresh=DEFAULT_REFRESH, clock=None, events=True):
     """Return a WSGI application showing the status of *components*.
 
-    - ``GET /status.json``: :func:`snapshot` as ``application/json``.
+    - ``GET /status.json``: :func:`snapshot` as ``application/json`` (plus
+      ``"events"``, the latest events, newest first, when *events*).
     - ``GET /``: an HTML page, one card per component with its numbers and
-      states, reloading itself every *refresh* seconds.
+      states, reloading itself every *refresh* seconds. A running hub watch
+      (`greenworks.monitor.watch_hub`) gets a card of its own, with the top
+      blockers, without being passed in.
+    - ``GET /metrics``: the Prometheus text format of `greenworks.metrics`
+      (404 when prometheus_client is not installed).
     - ``HEAD`` of either: the same headers, no body. Other paths answer 404,
       other methods 405. Nothing is cached (``Cache-Control: no-store``).
 
@@ -309,10 +486,16 @@ def wsgi_app(*components, refresh=DEFAULT_REFRESH, clock=None):
 
     :param float refresh: seconds between reloads of the HTML page (> 0).
     :param clock: the `IClock` giving ``generated_at`` (``None``: real time).
+    :param bool events: record the greenworks events process-wide
+        (:func:`record_events`: a zope.event subscriber, so events are then
+        built on every emission) and show the latest. ``False``: no subscriber.
     :raises InvalidArgument: a component has no ``snapshot()`` method, or
         *refresh* is not a positive number.
     """
     _check_components(components)
+    if not isinstance(events, bool):
+        raise invalid_argument("events", events, "True or False")
+    log = record_events() if events else None
     if not is_real(refresh) or not refresh > 0:
         raise invalid_argument("refresh", refresh, "a number of seconds > 0")
     clock = get_clock(clock)
@@ -320,6 +503,8 @@ def wsgi_app(*components, refresh=DEFAULT_REFRESH, clock=None):
     def application(environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO") or "/"
+        if path == "/metrics" and method in ("GET", "HEAD"):
+            return _metrics(start_response, method)
         if path not in ("/", "/status.json"):
             return _plain(start_response, "404 Not Found", "not found: %s\n" % path, method)
         if method not in ("GET", "HEAD"):
@@ -330,7 +515,9 @@ def wsgi_app(*components, refresh=DEFAULT_REFRESH, clock=None):
                 method,
                 [("Allow", "GET, HEAD")],
             )
-        data = snapshot(*components, clock=clock)
+        data = snapshot(*components, *_hub_watch(components), clock=clock)
+        if log is not None:
+            data["events"] = log.entries()
         if path == "/status.json":
             body = json.dumps(data, indent=1).encode("utf-8")
             content_type = "application/json"
@@ -346,6 +533,27 @@ def wsgi_app(*components, refresh=DEFAULT_REFRESH, clock=None):
 
     application.components = components
     return application
+
+
+def _hub_watch(components):
+    """The running hub watch, unless it was passed in: ``()`` or ``(watch,)``."""
+    from greenworks import monitor
+
+    watch = monitor.current()
+    return () if watch is None or any(c is watch for c in components) else (watch,)
+
+
+def _metrics(start_response, method):
+    """``/metrics``: the Prometheus text format, when prometheus_client is installed."""
+    try:
+        from greenworks import metrics
+
+        body, content_type = metrics.exposition()
+    except ImportError as exc:
+        return _plain(start_response, "404 Not Found", "no metrics here: %s\n" % exc, method)
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), _NO_CACHE]
+    start_response("200 OK", headers)
+    return [b""] if method == "HEAD" else [body]
 
 
 def _plain(start_response, status, text, method, extra=()):

@@ -19,6 +19,7 @@ if ROOT not in sys.path:
 from benchmarks import (  # noqa: E402
     _harness,
     bench_dispatcher,
+    bench_events,  # noqa: F401  (registers its scenario)
     bench_jobs,
     bench_memory,  # noqa: F401  (registers its scenario)
     bench_runner,
@@ -28,7 +29,7 @@ from benchmarks._harness import SCENARIOS, Measured, WorkNotDone, run_scenario  
 from greenworks.interfaces import IJob, IManagedTask, IWorker  # noqa: E402
 
 RUN = os.path.join(ROOT, "benchmarks", "run.py")
-ALL = ["trivial", "submit", "wakeup", "io", "reconcile", "reapply", "memory", "taskmanager", "jobs"]
+ALL = ["trivial", "submit", "wakeup", "io", "reconcile", "reapply", "memory", "taskmanager", "jobs", "events"]
 
 
 def tiny(name):
@@ -323,3 +324,24 @@ class TestCommandLine:
             check=False,
         )
         assert proc.returncode == 2 and "nosuch" in proc.stderr
+
+
+class TestEventsScenario:
+    def test_events_counts_every_emission_dispatch_and_switch(self):
+        """The subscriber got every event; both dispatch runs ran every task, switch runs every bounce."""
+        import zope.event
+
+        before = list(zope.event.subscribers)
+        result = tiny("events")
+        p = result["params"]
+        assert_all_greenworks_ran(result)
+        emit = works(result, "emit")
+        assert [w["received"] for w in emit["Lifecycle.emit, one no-op subscriber"]] == [p["emits"]]
+        assert [w["received"] for w in emit["Lifecycle.emit, no subscriber"]] == [0]
+        total = p["bursts"] * p["burst"]
+        for reps in works(result, "dispatch").values():
+            assert [(w["done"], w["executed"]) for w in reps] == [(total, total)]
+        for reps in works(result, "switch").values():
+            assert [w["done"] for w in reps] == [p["switches"]]
+        assert set(result["per_event_ns"]) == {"no_subscriber", "one_subscriber"}
+        assert zope.event.subscribers == before

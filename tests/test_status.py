@@ -277,7 +277,7 @@ class TestWsgiApp:
         assert headers["Content-Type"] == "application/json"
         assert "no-store" in headers["Cache-Control"]
         data = json.loads(body)
-        assert set(data) == {"greenworks", "generated_at", "host", "pid", "components"}
+        assert set(data) == {"greenworks", "generated_at", "host", "pid", "components", "events"}
         assert data["pid"] == os.getpid()
         pool, broken = data["components"]
         assert (pool["component"], pool["name"], pool["workers"], pool["scale_ups"]) == (
@@ -449,3 +449,223 @@ class TestPageInChromium:
             proc = chromium("--screenshot=%s" % shot, "--window-size=1100,700", url + "/")
         assert proc.returncode == 0, proc.stderr
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- made useful for operations (issue 16) -------------------------------------
+
+NOON = "2026-03-01T12:00:00+00:00"
+
+
+class FakeJobs:
+    """A JobRunner snapshot with the per-job rows: one job that failed, one paused."""
+
+    name = "ops"
+
+    def snapshot(self):
+        return {
+            "component": "jobs",
+            "name": "ops",
+            "tick": 60.0,
+            "next_tick": "2026-03-01T12:01:00+00:00",
+            "jobs": [
+                {
+                    "id": "report",
+                    "schedule": "every 5 min",
+                    "next_run": "2026-03-01T12:05:00+00:00",
+                    "last_run": {
+                        "at": NOON,
+                        "duration": 0.25,
+                        "outcome": "error",
+                        "error": "ValueError: <no>",
+                    },
+                    "paused": False,
+                    "running": False,
+                },
+                {
+                    "id": "cleanup",
+                    "schedule": "at 03:00",
+                    "next_run": None,
+                    "last_run": None,
+                    "paused": True,
+                    "running": False,
+                },
+            ],
+        }
+
+
+@pytest.fixture(autouse=True)
+def _no_recorder_left():
+    """Each test's wsgi_app records events process-wide; stop it afterwards."""
+    yield
+    status.stop_recording()
+
+
+class TestOperationsPage:
+    def test_jobs_show_last_run_next_due_and_paused(self):
+        """Per job: last run time with date and zone, duration with unit, outcome, error, next due, paused."""
+        page = call(status.wsgi_app(FakeJobs()), "/")[2].decode("utf-8")
+        assert "<th>next due</th>" in page and "<th>last error</th>" in page
+        assert ">2026-03-01 12:00:00 UTC</time>" in page and ">2026-03-01 12:05:00 UTC</time>" in page
+        assert '250<span class="unit">ms</span>' in page
+        assert '<span class="badge bad">error</span>' in page and "ValueError: &lt;no&gt;" in page
+        # The paused job: no run yet, no next run, paused.
+        assert page.count('<span class="badge ok">yes</span>') + page.count(">yes<") >= 1
+        assert '60<span class="unit">s</span>' in page  # the tick, with its unit
+
+    def test_plain_id_list_of_jobs_still_renders(self):
+        """A JobRunner snapshot whose ``jobs`` is a list of ids (no rows) still renders them."""
+
+        class OldJobs:
+            def snapshot(self):
+                return {"component": "jobs", "name": "old", "jobs": ["a", "b"]}
+
+        page = call(status.wsgi_app(OldJobs()), "/")[2].decode("utf-8")
+        assert "<h3>jobs</h3><p>a, b</p>" in page
+
+    def test_figures_carry_units_and_dates_their_zone(self):
+        """Counts say what they count, durations their unit, timestamps date and zone (offsets kept)."""
+
+        class Odd:
+            def snapshot(self):
+                return {
+                    "component": "dispatcher",
+                    "workers": 12,
+                    "buffered": 3,
+                    "task_timeout": 150.0,
+                    "at": "2026-03-01T14:00:00+02:00",
+                }
+
+        page = call(status.wsgi_app(Odd()), "/")[2].decode("utf-8")
+        assert '12<span class="unit">workers</span>' in page and '3<span class="unit">tasks</span>' in page
+        assert '2.5<span class="unit">min</span>' in page
+        assert ">2026-03-01 14:00:00 +02:00</time>" in page
+
+    def test_running_hub_watch_shows_its_top_blockers(self):
+        """While a hub watch runs, the page has its card with the culprit, its component and stack."""
+        from gevent import monkey
+
+        from greenworks import monitor
+
+        app = status.wsgi_app(FakePool("io"))
+        with monitor.watch_hub(0.05) as watch:
+            g = gevent.spawn(monkey.get_original("time", "sleep"), 0.15)
+            g.name = "the-culprit"
+            g.join()
+            while not watch.counts():
+                gevent.sleep(0.01)  # the report reaches the hub at the loop's next turn
+            page = call(app, "/")[2].decode("utf-8")
+            data = json.loads(call(app, "/status.json")[2])
+        assert '<section data-component="hubwatch">' in page and "<h3>top blockers</h3>" in page
+        assert "the-culprit" in page and ">foreign</span>" in page
+        assert [c["component"] for c in data["components"]] == ["dispatcher", "hubwatch"]
+        assert data["components"][1]["top_blockers"][0]["greenlet_name"] == "the-culprit"
+        assert "hubwatch" not in call(app, "/")[2].decode("utf-8")
+
+    def test_recent_events_are_recorded_by_a_subscriber_not_polled(self):
+        """The page lists the events components emitted, newest first; events=False subscribes nothing."""
+        import zope.event
+
+        from greenworks import monitor
+
+        before = list(zope.event.subscribers)
+        quiet = status.wsgi_app(FakePool("io"), events=False)
+        assert zope.event.subscribers == before and status.recording() is None
+        assert "events" not in json.loads(call(quiet, "/status.json")[2])
+        app = status.wsgi_app(FakePool("io"))
+        assert status.recording() in zope.event.subscribers
+        with monitor.HubWatch(0.5, name="probe"):
+            pass
+        entries = json.loads(call(app, "/status.json")[2])["events"]
+        assert [(e["event"], e["name"]) for e in entries[:2]] == [
+            ("ComponentStopped", "probe"),
+            ("ComponentStarted", "probe"),
+        ]
+        assert entries[0]["detail"] == "clean=True" and entries[0]["at"].endswith("+00:00")
+        page = call(app, "/")[2].decode("utf-8")
+        assert '<section data-component="events">' in page and "ComponentStopped" in page
+        assert status.wsgi_app(events=True) and status.recording() is status.record_events()
+        with pytest.raises(InvalidArgument, match="events"):
+            status.wsgi_app(events="yes")
+
+
+def _png_pixels(data):
+    """The decompressed scanlines of a PNG (filter bytes included): enough to tell blank from drawn."""
+    import struct
+    import zlib
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, size = 8, b"", None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            size = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    return size, zlib.decompress(idat)
+
+
+_PROBE = """<!DOCTYPE html><html><body style="margin:0">
+<iframe id=f src="/" style="width:1200px;height:3000px;border:0"></iframe>
+<script>
+document.getElementById('f').onload = function () {
+  var d = this.contentDocument, main = d.querySelector('main'), cs = getComputedStyle(main);
+  var inner = main.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+  var gap = parseFloat(cs.columnGap), rows = {}, out = [];
+  d.querySelectorAll('main > .cell').forEach(function (c) {
+    var r = c.getBoundingClientRect(), s = c.firstChild.getBoundingClientRect();
+    var k = Math.round(r.top);
+    (rows[k] = rows[k] || []).push([r.width, Math.round(r.height), Math.round(r.height - s.height)]);
+  });
+  for (var k in rows) {
+    var rs = rows[k], w = gap * (rs.length - 1);
+    rs.forEach(function (r) { w += r[0]; });
+    out.push([rs.length, Math.round(inner - w), Math.min.apply(null, rs.map(function (r) { return r[1]; })),
+              Math.max.apply(null, rs.map(function (r) { return r[1]; })),
+              Math.max.apply(null, rs.map(function (r) { return r[2]; }))].join(','));
+  }
+  document.body.insertAdjacentHTML('beforeend', '<pre id=result>ROWS ' + out.join(';') + ' END</pre>');
+};
+</script></body></html>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@pytest.mark.timeout(CHROMIUM_TIMEOUT + 30)
+class TestOperationsPageInChromium:
+    def _app(self):
+        page = status.wsgi_app(FakePool("io-pool", 12), FakePool("cpu"), Broken(), FakeJobs(), refresh=600)
+        probe = _PROBE.encode("utf-8")
+
+        def app(environ, start_response):
+            if environ.get("PATH_INFO") == "/probe":
+                start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(probe)))])
+                return [probe]
+            return page(environ, start_response)
+
+        return app
+
+    def test_no_layout_gaps_at_1200_px(self):
+        """At 1200 px every row of cards fills the width, and the cards of a row are of one height."""
+        with serving(self._app()) as url:
+            proc = chromium("--window-size=1250,3100", "--dump-dom", url + "/probe")
+        assert proc.returncode == 0, proc.stderr
+        found = re.search(r"ROWS ([-\d,;]+) END", proc.stdout)
+        assert found, proc.stdout[-2000:]
+        rows = [tuple(map(int, row.split(","))) for row in found.group(1).split(";")]
+        assert len(rows) >= 3 and sum(r[0] for r in rows) == 5  # 4 components and the events card
+        for _count, left_over, low, high, unfilled in rows:
+            assert abs(left_over) <= 1, rows  # no hole at the end of a row
+            assert low == high and unfilled == 0, rows  # no hole under a shorter card
+
+    def test_screenshot_is_not_blank(self, tmp_path):
+        """A 1200 px screenshot of the page has drawn content: many distinct pixel values, not one colour."""
+        shot = tmp_path / "ops.png"
+        with serving(self._app()) as url:
+            proc = chromium("--screenshot=%s" % shot, "--window-size=1200,900", url + "/")
+        assert proc.returncode == 0, proc.stderr
+        (width, height), pixels = _png_pixels(shot.read_bytes())
+        assert (width, height) == (1200, 900)
+        assert len(set(pixels)) > 50
+        assert max(pixels.count(b) for b in set(pixels[:4096])) < 0.98 * len(pixels)
