@@ -17,15 +17,16 @@ In the app module (imported by every worker, or once by the master with
     def start_jobs():
         runner = JobRunner(tick=60, leader=FileLock("/run/myapp/jobs.lock"))
         runner.set_jobs([job("report", send_report)])
-        return runner                    # stopped with runner.stop_and_wait()
+        return runner                    # any IComponent: started, then stop(timeout)
 
     runtime.add(start_jobs, name="jobs")
 
-and paste three lines into ``gunicorn.conf.py`` (after ``import greenworks.gunicorn``)::
+and paste four lines into ``gunicorn.conf.py`` (after ``import greenworks.gunicorn``)::
 
     post_worker_init = greenworks.gunicorn.post_worker_init
     worker_int = greenworks.gunicorn.worker_int
     worker_exit = greenworks.gunicorn.worker_exit
+    child_exit = greenworks.gunicorn.child_exit
 
 Why these hooks (see gunicorn's ``arbiter.py`` and ``workers/ggevent.py``):
 
@@ -39,6 +40,12 @@ Why these hooks (see gunicorn's ``arbiter.py`` and ``workers/ggevent.py``):
   or on a ``--reload`` change. None of these calls a hook, so a small
   watcher greenlet polls ``worker.alive`` (every *poll* seconds) and begins
   stopping the runtime, while gunicorn drains its requests.
+- ``child_exit(server, worker)`` runs in the master as soon as it reaped a
+  worker, however it died: it releases the Redis leases the dead worker held
+  (`greenworks.coordination.release_dead`, which never touches a live
+  holder's), so another worker takes leadership over at its next tick
+  instead of after the lease's ttl, and drops the dead worker's live gauges
+  in prometheus_client's multiprocess mode (`greenworks.metrics.mark_process_dead`).
 - ``worker_int(worker)`` (SIGINT/SIGQUIT: quick shutdown) and
   ``worker_exit(server, worker)`` (the last thing a worker does) then wait
   for that stop to finish, within what is left of ``graceful_timeout``
@@ -49,10 +56,11 @@ Why these hooks (see gunicorn's ``arbiter.py`` and ``workers/ggevent.py``):
 
 A worker killed with SIGKILL, or aborted after "WORKER TIMEOUT" (SIGABRT:
 its ``worker_abort`` hook runs in a signal handler of a stuck hub, so none
-is offered here), gets no chance to drain: that is what the leases of
-`greenworks.coordination` are for (the kernel frees a `FileLock` at once, a
-`RedisLock` expires within its ttl), and the per-tick claims keep a job
-from running twice.
+is offered here), gets no chance to drain: that is what ``child_exit`` and
+the leases of `greenworks.coordination` are for (the kernel frees a
+`FileLock` at once, ``child_exit`` releases a `RedisLock`, which otherwise
+expires within its ttl), and the fenced per-tick claims keep a job from
+running twice.
 """
 
 import logging
@@ -61,31 +69,27 @@ import os
 import gevent
 from gevent.event import Event
 
-from greenworks import _greenlets
-from greenworks._checks import is_real
+from greenworks import _checks, _greenlets
+from greenworks._component import State
 from greenworks.clock import get_clock
 from greenworks.context import with_cancel
-from greenworks.coordination._common import check_ttl
 from greenworks.exceptions import invalid_argument
+from greenworks.interfaces import IComponent
 
-__all__ = ["Runtime", "post_worker_init", "runtime", "worker_exit", "worker_int"]
+__all__ = ["Runtime", "child_exit", "post_worker_init", "runtime", "worker_exit", "worker_int"]
 
 logger = logging.getLogger(__name__)
 
+# What a value that is not an IComponent may be stopped with, in this order.
+_PLAIN_STOP_METHODS = ("stop_and_wait", "stop", "close")
 
-_STOP_METHODS = ("stop_and_wait", "stop", "close")
 
-
-def _stop_method(component):
-    for method in _STOP_METHODS:
-        fn = getattr(component, method, None)
+def _plain_stop_method(value):
+    for method in _PLAIN_STOP_METHODS:
+        fn = getattr(value, method, None)
         if callable(fn):
             return fn
     return None
-
-
-def _default_stop(component):
-    return _stop_method(component)()
 
 
 class _Component:
@@ -121,10 +125,8 @@ class Runtime:
     """
 
     def __init__(self, *, poll=0.25, margin=1.0, clock=None, logger=None):
-        self._poll = check_ttl("poll", poll)
-        if not is_real(margin) or not margin >= 0:
-            raise invalid_argument("margin", margin, "a number of seconds >= 0")
-        self._margin = float(margin)
+        self._poll = _checks.seconds("poll", poll, positive=True)
+        self._margin = _checks.seconds("margin", margin)
         self._clock = get_clock(clock)
         self._logger = logger or logging.getLogger(__name__)
         self._components = []
@@ -138,29 +140,35 @@ class Runtime:
         self._stopper = None
         self._watcher = None
         self._stop_started = None
+        # Monotonic time by which the components must have stopped (None: no limit known).
+        self._deadline = None
+        self._graceful = None
         self._stopping = Event()
         self._stopped = Event()
 
     # -- registering ---------------------------------------------------------
 
     def add(self, start, stop=None, *, name=None):
-        """Register a component: ``start()`` builds and starts it, ``stop(value)`` drains it.
+        """Register a component: ``start()`` builds it, the runtime starts and stops it.
 
-        *start* runs in :meth:`start` (``post_worker_init``) and returns the
-        running component. *stop* gets that value and should block until it
-        drained; by default the value's ``stop_and_wait()``, ``stop()`` or
-        ``close()`` is called, the first that exists (a `JobRunner`,
-        `Runner` and `TaskManager` all qualify). Usable as a decorator.
+        *start* runs in :meth:`start` (``post_worker_init``). When it returns
+        an `IComponent` (a `Runner`, `Dispatcher`, `TaskManager`,
+        `JobRunner`, ...), started or not, the runtime calls its ``start()``
+        and, when the worker goes away, its ``stop(timeout)`` with what is
+        left of gunicorn's ``graceful_timeout``. For anything else pass
+        *stop*, ``stop(value)``, which should block until it drained (a
+        value with ``stop_and_wait()``, ``stop()`` or ``close()`` is stopped
+        with the first of these it has). Usable as a decorator.
 
         :return: *start*.
         :raises InvalidArgument: *start* or *stop* is not callable.
         """
         if not callable(start):
-            raise invalid_argument("start", start, "a callable returning the started component")
+            raise invalid_argument("start", start, "a callable returning the component")
         if stop is not None and not callable(stop):
             raise invalid_argument("stop", stop, "None or a callable taking the component")
         name = name or getattr(start, "__name__", None) or repr(start)
-        self._components.append(_Component(name, start, stop or _default_stop))
+        self._components.append(_Component(name, start, stop))
         return start
 
     def add_worker(self, worker, *, name=None):
@@ -194,7 +202,26 @@ class Runtime:
             return {}
         return {c.name: c.value for c in self._components if c.started}
 
+    @property
+    def name(self):
+        return "gunicorn"
+
+    @property
+    def state(self):
+        """The runtime's lifecycle as a `greenworks.State` (in this process)."""
+        if self._pid != os.getpid():
+            return State.NEW
+        if self._stopped.is_set():
+            return State.STOPPED
+        if self._stopping.is_set():
+            return State.STOPPING
+        return State.RUNNING
+
     def status(self):
+        """Deprecated name of :meth:`snapshot`."""
+        return self.snapshot()
+
+    def snapshot(self):
         """A JSON-ready dict: pid, state, and each component's ``snapshot()`` where it has one."""
         snapshots = {}
         for name, value in self.components().items():
@@ -237,13 +264,15 @@ class Runtime:
         self._ctx = with_cancel(clock=self._clock)
         for component in self._components:
             try:
-                component.value = component.start()
-                if component.stop is _default_stop and _stop_method(component.value) is None:
+                component.value = value = component.start()
+                if IComponent.providedBy(value):
+                    value.start()
+                elif component.stop is None and _plain_stop_method(value) is None:
                     raise invalid_argument(
                         "stop",
                         None,
-                        "a callable for %r, whose start() returned %r without %s()"
-                        % (component.name, component.value, "(), ".join(_STOP_METHODS)),
+                        "a callable for %r, whose start() returned %r: not an IComponent, and without %s()"
+                        % (component.name, value, "(), ".join(_PLAIN_STOP_METHODS)),
                     )
             except Exception:
                 self._logger.error("runtime: starting %r failed; stopping the rest", component.name)
@@ -275,6 +304,8 @@ class Runtime:
         if self._pid != os.getpid() or self._stopping.is_set():
             return
         self._stop_started = self._clock.monotonic()
+        if self._graceful is not None:
+            self._deadline = self._stop_started + max(0.0, self._graceful - self._margin)
         self._stopping.set()
         self._ctx.cancel()
         self._logger.info("runtime in pid %d: stopping", self._pid)
@@ -285,11 +316,26 @@ class Runtime:
             if not component.started:
                 continue
             try:
-                component.stop(component.value)
+                self._stop_component(component)
             except Exception:
                 self._logger.exception("runtime: stopping %r failed", component.name)
             component.started = False
         gevent.joinall(self._greenlets)
+
+    def _stop_component(self, component):
+        value = component.value
+        if component.stop is not None:
+            component.stop(value)
+        elif IComponent.providedBy(value):
+            budget = None
+            if self._deadline is not None:
+                budget = max(0.0, self._deadline - self._clock.monotonic())
+            if not value.stop(budget):
+                self._logger.warning(
+                    "runtime: %r did not stop in time; its stragglers were killed", component.name
+                )
+        else:
+            _plain_stop_method(value)()
 
     def stop(self, timeout=None):
         """Stop everything and wait up to *timeout*; then kill what is left.
@@ -301,8 +347,13 @@ class Runtime:
 
         :return bool: True if everything stopped within *timeout*.
         """
+        timeout = _checks.seconds("timeout", timeout, none=True)
         if self._pid != os.getpid():
             return True
+        if timeout is not None:
+            deadline = self._clock.monotonic() + timeout
+            if self._deadline is None or deadline < self._deadline:
+                self._deadline = deadline
         self.begin_stop()
         if self._stopped.is_set():
             return True
@@ -331,7 +382,11 @@ class Runtime:
 
     def post_worker_init(self, worker):
         """gunicorn ``post_worker_init`` hook: start, and watch ``worker.alive``."""
+        cfg = getattr(worker, "cfg", None)
+        graceful = getattr(cfg, "graceful_timeout", None)
         self.start()
+        if _checks.is_real(graceful):
+            self._graceful = float(graceful)
         self._watcher = _greenlets.spawn("greenworks.gunicorn.watch", self._watch, worker)
 
     def _watch(self, worker):
@@ -361,7 +416,7 @@ class Runtime:
 
     def __repr__(self):
         return "<greenworks.gunicorn.Runtime %s components=%d workers=%d>" % (
-            self.status()["state"],
+            self.snapshot()["state"],
             len(self._components),
             len(self._workers),
         )
@@ -393,3 +448,28 @@ def worker_int(worker):
 def worker_exit(server, worker):
     """``worker_exit = greenworks.gunicorn.worker_exit`` in gunicorn.conf.py."""
     runtime.worker_exit(server, worker)
+
+
+def child_exit(server, worker):
+    """``child_exit = greenworks.gunicorn.child_exit`` in gunicorn.conf.py (runs in the master).
+
+    Releases the Redis leases the dead worker held, at once and never a live
+    holder's, and drops its live gauges in prometheus_client's multiprocess
+    mode. Never raises; blocks the master for at most about a second per
+    Redis server (the master is not monkey-patched).
+    """
+    from greenworks.coordination import release_dead
+
+    pid = getattr(worker, "pid", None)
+    if not _checks.is_int(pid):
+        return
+    try:
+        release_dead(pid)
+    except Exception:
+        logger.exception("child_exit: releasing the leases of worker %s failed", pid)
+    try:
+        from greenworks.metrics import mark_process_dead
+
+        mark_process_dead(pid)
+    except Exception:
+        logger.exception("child_exit: marking worker %s dead for the metrics failed", pid)

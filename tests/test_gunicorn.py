@@ -15,12 +15,14 @@ import pytest
 from _gunicorn_worker import gevent_worker_unavailable
 from gevent.event import Event
 from gevent.queue import Queue
+from zope.interface import implementer
 
 import greenworks.gunicorn
-from greenworks import _greenlets
+from greenworks import Dispatcher, JobRunner, Runner, State, TaskManager, _greenlets
 from greenworks.coordination import FileLock
 from greenworks.exceptions import InvalidArgument
 from greenworks.gunicorn import Runtime
+from greenworks.interfaces import IComponent
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "07_gunicorn_app")
@@ -196,6 +198,65 @@ class TestRuntime:
         rt.add(lambda: object(), name="opaque")
         with pytest.raises(InvalidArgument, match="stop must be"):
             rt.start()
+
+    def test_the_four_components_need_no_stop_argument(self, clock):
+        """[issue 14 item 9, issue 15] runtime.add() of a Runner, Dispatcher, TaskManager and JobRunner
+        needs no stop=; an unstarted Dispatcher is started and each is stopped through stop(timeout)."""
+        rt = Runtime(clock=clock)
+        built = {}
+
+        def make(kind, factory):
+            def start():
+                built[kind] = factory()
+                return built[kind]
+
+            rt.add(start, name=kind)
+
+        make("runner", lambda: Runner(lambda task: lambda ctx: ctx.wait(), clock=clock))
+        make("dispatcher", lambda: Dispatcher(10, 1, 2, clock=clock))  # returned unstarted
+        make("manager", lambda: TaskManager(1, 2, 1.0, clock=clock))
+        make("jobs", lambda: JobRunner(clock=clock))
+        rt.start()
+        assert {kind: c.state for kind, c in built.items()} == dict.fromkeys(built, State.RUNNING)
+        built["runner"].apply_tasks(["t"])
+        done = built["dispatcher"].submit(lambda: "ran")
+        assert rt.stop(timeout=5)
+        assert done.get(timeout=1) == "ran"
+        assert {kind: c.state for kind, c in built.items()} == dict.fromkeys(built, State.STOPPED)
+        assert _greenlets.alive() == []
+
+    def test_components_get_what_is_left_of_graceful_timeout(self, clock):
+        """A component's stop(timeout) receives what is left of graceful_timeout less the margin."""
+        budgets = []
+
+        @implementer(IComponent)
+        class Recording:
+            name = "recording"
+            state = State.RUNNING
+
+            def start(self):
+                return self
+
+            def stop(self, timeout=None):
+                budgets.append(timeout)
+                return True
+
+            def snapshot(self):
+                return {}
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc_info):
+                pass
+
+        rt = Runtime(margin=1.0, clock=clock)
+        rt.add(Recording, name="recording")
+        worker = fake_worker(graceful_timeout=10)
+        rt.post_worker_init(worker)
+        clock.advance(3)
+        rt.worker_exit(None, worker)
+        assert budgets == [pytest.approx(9.0)]
 
     def test_bad_arguments_are_rejected(self):
         """Runtime and add()/add_worker() name bad arguments."""

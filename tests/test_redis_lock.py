@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import types
 
 import gevent
 import pytest
@@ -14,6 +15,7 @@ from _redis_server import redis_server  # noqa: F401 - the fixture
 from gevent.queue import Queue
 from zope.interface.verify import verifyClass, verifyObject
 
+import greenworks.gunicorn
 from greenworks import _greenlets
 from greenworks.coordination import ClaimResult, RedisLock, release_dead
 from greenworks.coordination._registry import ENV
@@ -312,6 +314,22 @@ class TestReleaseDead:
         assert client.get("leader") is None
         assert client.get("leader:fence") == fence  # releasing moves no fencing counter
         assert os.listdir(registry) == []
+        assert locks().acquire()
+
+    @pytest.mark.timeout(30)
+    def test_gunicorn_child_exit_hook_frees_the_lease(self, locks, redis_server, client, registry):  # noqa: F811
+        """[issue 18] gunicorn's child_exit(server, worker) frees a SIGKILLed worker's lease at once."""
+        proc = start_holder("redis", redis_server.url, "leader", 60)
+        try:
+            state, holder = proc.stdout.readline().split()
+            assert state == "held"
+            proc.kill()
+            proc.wait()
+            assert client.get("leader") == holder
+            greenworks.gunicorn.child_exit(None, types.SimpleNamespace(pid=proc.pid))
+        finally:
+            finish(proc)
+        assert client.get("leader") is None
         assert locks().acquire()
 
     def test_refuses_while_the_process_is_alive(self, locks, client, caplog):
