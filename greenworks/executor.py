@@ -42,6 +42,7 @@ How it differs, on purpose:
 import atexit
 import concurrent.futures as cf
 import logging
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -90,7 +91,13 @@ def _at_exit() -> None:
             logger.exception("executor %r: shutdown at interpreter exit failed", executor.name)
 
 
-atexit.register(_at_exit)
+# Where the stdlib registers ThreadPoolExecutor's join: before the atexit
+# hooks, so a hook submitting work is refused as the stdlib refuses it.
+_register = getattr(threading, "_register_atexit", None)
+if _register is not None:
+    _register(_at_exit)
+else:  # pragma: no cover - an interpreter without the hook
+    atexit.register(_at_exit)
 
 
 def _orphaned(pool: Dispatcher, name: str) -> None:
@@ -339,7 +346,6 @@ class GreenExecutor(cf.Executor):
                     future.cancel()
         if not self._shutdown:
             self._shutdown = True
-            _live.discard(self)
             if self._finalizer is not None:
                 self._finalizer.detach()
                 self._finalizer = None
@@ -352,6 +358,7 @@ class GreenExecutor(cf.Executor):
     def _drain(self) -> None:
         self._pool.quit(drain=True)
         self._life.logger.info("executor %r: shut down (%d tasks run)", self.name, self._submitted)
+        _live.discard(self)
         self._life.stopped(True)
 
     def _check_not_own(self, method: str) -> None:
