@@ -339,6 +339,8 @@ class GreenExecutor(cf.Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """See `IGreenExecutor.shutdown`; the stdlib's semantics."""
+        if wait:
+            self._check_not_own("shutdown")
         if cancel_futures:
             for item in list(self._items):
                 future = item.future
@@ -352,7 +354,6 @@ class GreenExecutor(cf.Executor):
             self._life.state = State.STOPPING
             self._drainer = self._life.spawn("greenworks.%s.shutdown" % self.name, self._drain)
         if wait:
-            self._check_not_own("shutdown")
             self._life.wait_stopped()
 
     def _drain(self) -> None:

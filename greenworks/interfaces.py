@@ -971,7 +971,7 @@ class IGreenExecutor(IComponent):
         :raises InvalidArgument: *fn* is not callable.
         """
 
-    def shutdown(wait=True, cancel_futures=False):
+    def shutdown(wait=True, *, cancel_futures=False):
         """Refuse new work; run what was submitted (``cancel_futures``: cancel what has not started).
 
         With *wait*, blocks until every accepted task has ended. Idempotent.
