@@ -197,7 +197,7 @@ class TaskGroup:
         if name is not None:
             _checks.name("name", name)
         self._count += 1
-        label = name or getattr(fn, "__qualname__", None) or type(fn).__name__
+        label = name or getattr(fn, "__name__", None) or type(fn).__name__
         greenlet = _greenlets.spawn(
             "greenworks.task_group[%d.%d:%s]" % (self._id, self._count, label),
             self._run_child,

@@ -20,7 +20,9 @@ OTP's rules, in greenlet terms:
 - A child is an `IWorker` (``run(ctx)``), a plain ``f(ctx)`` callable,
   another Supervisor (a subtree) or a :class:`Child` wrapping one of those
   with its restart type, name and shutdown time. Each runs with a context
-  derived from the supervisor's, which is cancelled when it should stop.
+  of its own, which the supervisor cancels when the child should stop (the
+  end of the supervisor's context reaches the children that way, one at a
+  time, in reverse order).
 - Restart types: ``permanent`` children are restarted whenever they end,
   ``transient`` ones only after an error (not after returning, nor after a
   ``GreenletExit`` from outside), ``temporary`` ones never.
@@ -372,7 +374,9 @@ class Supervisor:
         entry.generation += 1
         entry.stopping = False
         entry.outcome = ("killed", None)
-        entry.ctx = with_cancel(ctx, self._life.clock)
+        # A context of its own, not derived from the supervisor's: the end of
+        # that one must reach the children one at a time, in reverse order.
+        entry.ctx = with_cancel(None, self._life.clock)
         entry.status = "running"
         entry.starts += 1
         entry.started_at = self._life.clock.time()
