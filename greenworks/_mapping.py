@@ -51,11 +51,13 @@ class _Task:
     def __init__(self, queue: SimpleQueue, index: int, fn: Callable[..., Any], args: tuple[Any, ...]):
         self.queue = queue
         self.index = index
-        self.fn = fn
-        self.args = args
+        self.fn: Callable[..., Any] | None = fn
+        self.args: tuple[Any, ...] | None = args
 
     def run(self) -> None:
         fn, args, self.fn, self.args = self.fn, self.args, None, None
+        if fn is None or args is None:
+            return  # run twice: never by the pool
         try:
             value = fn(*args)
         except Exception as exc:
@@ -171,9 +173,14 @@ class MapIterator:
 
     def __del__(self) -> None:
         feeder = getattr(self, "_feeder", None)
-        if feeder is not None and not feeder.dead:
-            # Never block in a finalizer: the kill is delivered at the next switch.
-            feeder.kill(block=False)
+        if feeder is None or self._finished:
+            return
+        try:
+            if not feeder.dead:
+                # Never block in a finalizer: the kill is delivered at the next switch.
+                feeder.kill(block=False)
+        except Exception:  # at interpreter exit gevent may refuse: nothing is left to feed then
+            pass
 
 
 def _check(fn: Any, iterables: tuple[Any, ...], maxsize: Any) -> None:

@@ -110,9 +110,16 @@ class _WorkItem:
 
     __slots__ = ("args", "executor", "fn", "future", "greenlet", "kwargs")
 
-    def __init__(self, executor: "GreenExecutor", future: cf.Future, fn: Callable[..., Any], args, kwargs):
+    def __init__(
+        self,
+        executor: "GreenExecutor",
+        future: cf.Future[Any],
+        fn: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+    ):
         self.executor: GreenExecutor | None = executor
-        self.future: cf.Future | None = future
+        self.future: cf.Future[Any] | None = future
         self.fn: Callable[..., Any] | None = fn
         self.args = args
         self.kwargs = kwargs
@@ -224,7 +231,7 @@ class GreenExecutor(cf.Executor):
         self._shutdown = True
         self._broken: str | None = None
         self._drainer: Greenlet | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._submitted = self._completed = self._failed = self._cancelled = self._running = 0
         self.start()
 
@@ -300,7 +307,7 @@ class GreenExecutor(cf.Executor):
 
     # -- Executor --------------------------------------------------------------
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         """See `IGreenExecutor.submit`. Never switches."""
         if self._broken is not None:
             raise BrokenExecutorError(self._broken)
@@ -310,7 +317,7 @@ class GreenExecutor(cf.Executor):
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         if not callable(fn):
             raise invalid_argument("fn", fn, "a callable")
-        future: cf.Future = cf.Future()
+        future: cf.Future[Any] = cf.Future()
         item = _WorkItem(self, future, fn, args, kwargs)
         self._items[item] = None
         self._submitted += 1

@@ -309,9 +309,8 @@ class Supervisor:
     def __enter__(self) -> "Supervisor":
         return self.start()
 
-    def __exit__(self, *exc_info: Any) -> bool:
+    def __exit__(self, *exc_info: Any) -> None:
         self.stop()
-        return False
 
     # -- as a child (IWorker) --------------------------------------------------
 
