@@ -31,6 +31,7 @@ from benchmarks import (  # noqa: E402  (registers the scenarios)
     bench_cluster,  # noqa: F401
     bench_dispatcher,  # noqa: F401
     bench_events,  # noqa: F401
+    bench_executor,  # noqa: F401
     bench_jobs,  # noqa: F401
     bench_memory,  # noqa: F401
     bench_runner,  # noqa: F401
@@ -52,6 +53,7 @@ ORDER = [
     "taskmanager",
     "jobs",
     "events",
+    "executor",
 ]
 
 #: A scenario that runs longer than this is a hang, not a slow result.

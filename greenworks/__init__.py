@@ -50,6 +50,7 @@ from greenworks.runutil import (
     wait,
     worker_func,
 )
+from greenworks.supervisor import task_group
 from greenworks.taskmanager import TaskManager
 
 # A library never configures logging, but without a handler Python would print
@@ -107,6 +108,7 @@ __all__ = [
     "run_all_workers",
     "run_provided_workers",
     "singleton",
+    "task_group",
     "wait",
     "with_cancel",
     "with_deadline",

@@ -793,6 +793,26 @@ class Dispatcher:
             len(self._overflow),
         )
 
+    # -- mapping (see _mapping.py) --
+
+    def map(self, fn, *iterables):
+        """See `IMapping.map`: ``[fn(*args) for args in zip(*iterables)]`` in parallel, in order."""
+        from greenworks import _mapping
+
+        return _mapping.map(self, fn, *iterables)
+
+    def imap(self, fn, *iterables, maxsize=None):
+        """See `IMapping.imap`: an iterator of the results in input order."""
+        from greenworks import _mapping
+
+        return _mapping.imap(self, fn, *iterables, maxsize=maxsize)
+
+    def imap_unordered(self, fn, *iterables, maxsize=None):
+        """See `IMapping.imap_unordered`: an iterator of the results as they complete."""
+        from greenworks import _mapping
+
+        return _mapping.imap_unordered(self, fn, *iterables, maxsize=maxsize)
+
 
 def _check_bounds(min_workers: Any, max_workers: Any) -> tuple[int, int]:
     """Return ``(min_workers, max_workers)`` if a pool with them can run a task.

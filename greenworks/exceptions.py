@@ -8,7 +8,10 @@ keeps working in code that has never heard of greenworks.
 This module imports nothing from its siblings.
 """
 
+import concurrent.futures
+
 __all__ = [
+    "BrokenExecutorError",
     "Canceled",
     "ContextError",
     "DeadlineExceeded",
@@ -22,11 +25,15 @@ __all__ = [
     "ManagerStoppedError",
     "PanicError",
     "ReentrantStopError",
+    "RestartIntensityExceeded",
     "RunnerClosedError",
     "ShuttingDownError",
     "SkippedDuplicateError",
     "StopTimeoutError",
+    "SupervisorError",
     "TaskAlreadyExistsError",
+    "TaskGroupError",
+    "TaskKilledError",
     "WorkerExitedPrematurely",
     "invalid_argument",
 ]
@@ -193,3 +200,61 @@ class WorkerExitedPrematurely(GreenworksError):
 
 class LockError(GreenworksError, RuntimeError):
     """A leader lock could not be used (backend unreachable, misuse)."""
+
+
+# -- executor, task groups, supervisors (exec) --------------------------------
+
+
+class BrokenExecutorError(GreenworksError, concurrent.futures.BrokenExecutor):
+    """A `GreenExecutor`'s initializer failed: the executor runs nothing more.
+
+    The counterpart of ``concurrent.futures.thread.BrokenThreadPool``: every
+    future not started yet gets it, and so does every later ``submit()``.
+    """
+
+
+class TaskKilledError(GreenworksError, concurrent.futures.CancelledError):
+    """A `GreenExecutor` task was killed while running (``stop(timeout)`` ran out of time).
+
+    A ``CancelledError``, since the work was abandoned; the future is
+    finished with it rather than marked cancelled, because it had started.
+    """
+
+
+class TaskGroupError(GreenworksError, RuntimeError):
+    """A task group was misused: spawning into a closed group, ``started()`` twice, or
+    a ``start()`` child that returned without calling ``task_status.started()``."""
+
+
+class SupervisorError(GreenworksError, RuntimeError):
+    """A supervisor cannot do what was asked (e.g. ``stop()`` of one that runs under a parent)."""
+
+
+class RestartIntensityExceeded(SupervisorError):
+    """A supervisor saw more than ``max_restarts`` restarts within ``period`` seconds and gave up.
+
+    Its children were stopped. Under a parent supervisor this is the child's
+    failure (the parent's strategy applies); at the root it is the end.
+
+    :ivar str supervisor: the name of the supervisor that gave up.
+    :ivar int max_restarts: the restarts it allowed within the period.
+    :ivar float period: the period, in seconds.
+    :ivar str child: the name of the child whose exit was one too many.
+    """
+
+    def __init__(self, supervisor, max_restarts, period, child, error=None):
+        super().__init__(supervisor, max_restarts, period, child)
+        self.supervisor = supervisor
+        self.max_restarts = max_restarts
+        self.period = period
+        self.child = child
+        if isinstance(error, BaseException):
+            self.__cause__ = error
+
+    def __str__(self):
+        return "supervisor %r: more than %d restarts within %ss (last: child %r); gave up" % (
+            self.supervisor,
+            self.max_restarts,
+            self.period,
+            self.child,
+        )

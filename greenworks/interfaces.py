@@ -15,6 +15,7 @@ from zope.interface import Attribute, Interface
 
 __all__ = [
     "IBackoff",
+    "IChild",
     "IClock",
     "IClusterRunner",
     "IComponent",
@@ -24,6 +25,7 @@ __all__ = [
     "IDispatchTask",
     "IDispatcher",
     "IFencedLock",
+    "IGreenExecutor",
     "IGreenworksEvent",
     "IHubBlocked",
     "IJob",
@@ -35,19 +37,23 @@ __all__ = [
     "ILeadershipAcquired",
     "ILeadershipLost",
     "IManagedTask",
+    "IMapping",
     "IMembership",
     "IPoolScaled",
     "IRestartableTask",
     "IRunOnce",
     "IRunner",
     "IStatusSource",
+    "ISupervisor",
     "ITask",
     "ITaskFailed",
     "ITaskGaveUp",
+    "ITaskGroup",
     "ITaskManager",
     "ITaskRejected",
     "ITaskRestarted",
     "ITaskStack",
+    "ITaskStatus",
     "ITaskTimedOut",
     "ITaskWithProgress",
     "ITicksMissed",
@@ -1086,3 +1092,173 @@ class IMetrics(Interface):
 
 
 __all__ += ["IHubWatch", "IMetrics"]
+# -- executor, task groups, supervisors (exec) --------------------------------
+
+
+class IMapping(Interface):
+    """Parallel ``map`` over a pool (gevent ``Pool.map``/``imap``/``imap_unordered``).
+
+    Provided by `greenworks.dispatcher.Dispatcher`. Each item runs as one
+    dispatched task; the calls feeding the pool run in a background greenlet
+    named ``greenworks.<pool name>.imap``, which puts each task into the
+    pool with ``dispatch(block=True)``: when the pool's buffer is full it
+    waits for room, so a long or endless input is read only as fast as the
+    pool works through it. The pool must be running for anything to happen.
+    """
+
+    def map(fn, *iterables):
+        """Return ``[fn(*args) for args in zip(*iterables)]``, computed in parallel, in input order.
+
+        Blocks until every result is in, or until the first failure in input
+        order, which it raises; items not yet dispatched then are not.
+
+        :raises InvalidArgument: *fn* not callable, or no iterable given.
+        """
+
+    def imap(fn, *iterables, maxsize=None):
+        """Return an iterator of ``fn(*args)`` in input order, computed in parallel.
+
+        The work starts at once (not at the first ``next()``). ``next()``
+        blocks until the next result in order is in, and raises that item's
+        exception if it failed; iterating on afterwards gives the later
+        results. An exception raised by an input iterable comes after the
+        results of the items before it.
+
+        :keyword int maxsize: at most this many items are dispatched and not yet
+            read (``None``: bounded by the pool's buffer only). The feeding
+            greenlet blocks on it; every ``next()`` frees one place.
+        :return: an iterator with ``close()`` (also a context manager): closing
+            it stops the feeding; tasks already dispatched run, their results
+            are dropped.
+        :raises InvalidArgument: *fn* not callable, no iterable, or *maxsize* not an int >= 1.
+        """
+
+    def imap_unordered(fn, *iterables, maxsize=None):
+        """Like `imap`, but yields each result as soon as it is in, in completion order."""
+
+
+class IGreenExecutor(IComponent):
+    """A ``concurrent.futures.Executor`` whose workers are greenlets of an elastic Dispatcher.
+
+    ``submit``, ``map``, ``shutdown`` and the context manager are exactly the
+    standard library's (``concurrent.futures.Executor``); ``submit`` returns a
+    genuine ``concurrent.futures.Future``. On top of that it is a component.
+
+    States (`greenworks.State`): *running* from construction -> ``shutdown()``
+    / ``stop()`` -> *stopping* (the backlog runs) -> *stopped*. ``start()``
+    after *stopped* opens it again (``submit`` works again); while *stopping*
+    it raises ``RuntimeError``.
+    """
+
+    max_workers = Attribute("int, read-only: the most worker greenlets (default 100).")
+    min_workers = Attribute("int, read-only: worker greenlets kept while running (default 0).")
+
+    def submit(fn, *args, **kwargs):
+        """Schedule ``fn(*args, **kwargs)``; return its ``concurrent.futures.Future``. Never blocks.
+
+        :raises RuntimeError: after ``shutdown()`` (and at interpreter exit), like the stdlib.
+        :raises BrokenExecutorError: once an initializer failed.
+        :raises InvalidArgument: *fn* is not callable.
+        """
+
+    def shutdown(wait=True, *, cancel_futures=False):
+        """Refuse new work; run what was submitted (``cancel_futures``: cancel what has not started).
+
+        With *wait*, blocks until every accepted task has ended. Idempotent.
+
+        :raises ReentrantStopError: ``wait=True`` from one of its own tasks.
+        """
+
+    def stats():
+        """Return a dict of ints: submitted, pending, running, completed, failed, cancelled,
+        workers, idle. Never blocks."""
+
+
+class ITaskStatus(Interface):
+    """What a child started with ``ITaskGroup.start`` gets as ``task_status=`` (trio's contract)."""
+
+    def started(value=None):
+        """Tell the waiting ``start()`` that the child is ready; ``start()`` returns *value*.
+
+        Never blocks.
+
+        :raises TaskGroupError: called twice.
+        """
+
+
+class ITaskGroup(Interface):
+    """A scope that owns greenlets: none outlives it (trio's nursery, asyncio's TaskGroup).
+
+    States: *open* (``with`` body running, or waiting in ``__exit__``) ->
+    *closed* (``__exit__`` returned or raised). While open, children may be
+    spawned from anywhere (the body, a child); a closed group refuses them.
+
+    The group's `IContext` (``ctx``) is cancelled by the first failure of a
+    child or of the body, by ``cancel()``, by the ``timeout`` or when the
+    parent context ends. ``grace`` seconds after that, every child still
+    running is killed (``GreenletExit``). The body is never interrupted: it
+    sees ``ctx`` like the children do.
+    """
+
+    ctx = Attribute("IContext, read-only: the group's context; children should watch it.")
+    cancelled = Attribute("bool, read-only: whether the group's context is done.")
+
+    def spawn(fn, *args, name=None):
+        """Start ``fn(*args)`` in a child greenlet of the group and return the greenlet. Never blocks.
+
+        The greenlet is named ``greenworks.task_group[<group>.<n>:<name>]``.
+
+        :raises TaskGroupError: the group is closed.
+        :raises InvalidArgument: *fn* is not callable.
+        """
+
+    def start(fn, *args, name=None):
+        """Start ``fn(*args, task_status=status)`` as a child and block until it calls
+        ``status.started(value)``; return *value*.
+
+        If the child fails first, ``start()`` raises its exception (the group
+        does not also count it); if it returns first, `TaskGroupError`; if the
+        group is cancelled first, a fresh copy of ``ctx.err``.
+        """
+
+    def cancel():
+        """Cancel the group's context (children are killed after ``grace``). Never blocks.
+
+        A group cancelled this way exits quietly (trio's ``move_on``) unless
+        something failed.
+        """
+
+
+class IChild(Interface):
+    """How a supervisor runs one child (OTP's child spec)."""
+
+    name = Attribute("str, read-only: unique among its siblings.")
+    restart = Attribute('str, read-only: "permanent" (default), "transient" or "temporary".')
+    shutdown = Attribute(
+        "float or None, read-only: seconds it gets to end after its context is cancelled before it"
+        " is killed (default 5.0; None: waited for, the default for a child supervisor)."
+    )
+    spec = Attribute("The IWorker, callable ``f(ctx)`` or ISupervisor run.")
+
+
+class ISupervisor(IComponent, IWorker):
+    """Erlang/OTP supervision: children restarted by a strategy, within a restart intensity.
+
+    States (`greenworks.State`): *new* -> ``start()`` (or ``run(ctx)`` under
+    a parent) -> *running* -> *stopping* (children stopped in reverse order)
+    -> *stopped*. A supervisor that gave up (more than ``max_restarts``
+    restarts within ``period`` seconds) stops its children and ends with
+    `RestartIntensityExceeded`: ``run(ctx)`` raises it, which is how a parent
+    supervisor sees a failed child; a root started with ``start()`` logs one
+    ERROR, shows it in ``snapshot()`` and raises it from ``wait()``.
+    """
+
+    strategy = Attribute('str, read-only: "one_for_one", "one_for_all" or "rest_for_one".')
+    error = Attribute("The RestartIntensityExceeded it ended with, or None; read-only.")
+
+    def wait(timeout=None):
+        """Block until the supervisor has stopped.
+
+        :return bool: True once stopped; False if *timeout* passed first.
+        :raises RestartIntensityExceeded: it gave up.
+        """

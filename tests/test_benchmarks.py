@@ -20,6 +20,7 @@ from benchmarks import (  # noqa: E402
     _harness,
     bench_dispatcher,
     bench_events,  # noqa: F401  (registers its scenario)
+    bench_executor,  # noqa: F401  (registers its scenario)
     bench_jobs,
     bench_memory,  # noqa: F401  (registers its scenario)
     bench_runner,
@@ -29,7 +30,19 @@ from benchmarks._harness import SCENARIOS, Measured, WorkNotDone, run_scenario  
 from greenworks.interfaces import IJob, IManagedTask, IWorker  # noqa: E402
 
 RUN = os.path.join(ROOT, "benchmarks", "run.py")
-ALL = ["trivial", "submit", "wakeup", "io", "reconcile", "reapply", "memory", "taskmanager", "jobs", "events"]
+ALL = [
+    "trivial",
+    "submit",
+    "wakeup",
+    "io",
+    "reconcile",
+    "reapply",
+    "memory",
+    "taskmanager",
+    "jobs",
+    "events",
+    "executor",
+]
 
 
 def tiny(name):
@@ -257,6 +270,22 @@ class TestOtherScenarios:
                 assert w["ticks"] == ticks and w["orphan_runs"] == 0, name
                 assert w["runs"] == w["evaluations"] == w["ticks_complete"] * p["jobs"] > 0, name
         assert all(isinstance(w["missed_ticks_total"], int) for w in works(result)["greenworks JobRunner"])
+
+
+class TestExecutorScenario:
+    @pytest.mark.timeout(120)
+    def test_executor_runs_every_task_on_every_executor(self):
+        """Every executor, the unpatched child included, ran each task of both groups once."""
+        result = tiny("executor")
+        p = result["params"]
+        assert_all_greenworks_ran(result)
+        assert sorted(result["measurements"]) == ["io", "trivial"]
+        for group, total in (("trivial", p["bursts"] * p["burst"]), ("io", p["io_tasks"])):
+            reps = works(result, group)
+            assert len(reps) == 4, group
+            for name, runs in reps.items():
+                assert all(w["done"] == total for w in runs), (group, name)
+        assert len(result["notes"]) == 2
 
 
 class TestJobLatenessArithmetic:

@@ -1,0 +1,196 @@
+"""
+Executor scenario: GreenExecutor against the ThreadPoolExecutors an application could use instead.
+
+Variants, each fed the same tasks the same way (``submit`` every task of a
+burst, then ``concurrent.futures.wait`` for the burst; the work counted is
+the tasks whose future returned True):
+
+- ``GreenExecutor`` in this (monkey-patched) process;
+- ``ThreadPoolExecutor`` in this process, where patching makes its threads
+  greenlets (the code GreenExecutor replaces);
+- ``gevent.threadpool.ThreadPoolExecutor``: real OS threads, futures that
+  greenlets can wait on (though ``concurrent.futures.wait`` on them may
+  return with some not done yet, which is why every variant also reads each
+  ``result()``);
+- ``ThreadPoolExecutor`` in a fresh, unpatched interpreter (real threads, the
+  GIL), timed inside that child; start-up is not in the figure.
+
+Two groups: trivial tasks (return True), and I/O-like tasks that sleep 1 ms
+(``time.sleep``: gevent's in a patched process, the OS's in the unpatched
+child). Executors are built and warmed (every worker started) before the
+clock starts and shut down after it stops.
+
+Run one child by hand: ``python -m benchmarks.bench_executor KIND BURSTS BURST WORKERS SLEEP``.
+"""
+
+import concurrent.futures as cf
+import json
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks._harness import Measured, Stopwatch, scenario
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+EXECUTOR = "greenworks.executor"
+
+
+def task_trivial():
+    return True
+
+
+def make_io_task(pause):
+    def task_io():
+        time.sleep(pause)
+        return True
+
+    return task_io
+
+
+def warm(pool, workers):
+    """Start every worker of *pool* before timing: *workers* overlapping 5 ms sleeps make it grow.
+
+    (A barrier would say so exactly, but gevent's threadpool threads cannot
+    share one with greenlets.)
+    """
+    cf.wait([pool.submit(time.sleep, 0.005) for _ in range(workers)])
+
+
+def run_bursts(pool, task, bursts, burst):
+    """Submit *burst* tasks, wait for them; *bursts* times. Return (Stopwatch, tasks that returned True)."""
+    done = 0
+    watch = Stopwatch()
+    for _ in range(bursts):
+        futures = [pool.submit(task) for _ in range(burst)]
+        cf.wait(futures)
+        # result() as well: with gevent's threadpool futures, cf.wait(ALL_COMPLETED)
+        # may return before every future is done (seen with gevent 26.9).
+        done += sum(1 for f in futures if f.result() is True)
+    watch.stop()
+    return watch, done
+
+
+def child(bursts, burst, workers, pause):
+    """In an unpatched interpreter: time ThreadPoolExecutor and print one JSON line."""
+    task = make_io_task(pause) if pause > 0 else task_trivial
+    with cf.ThreadPoolExecutor(workers) as pool:
+        warm(pool, workers)
+        watch, done = run_bursts(pool, task, bursts, burst)
+    print(json.dumps({"wall": watch.wall, "cpu": watch.cpu, "done": done}))
+
+
+def _unpatched(bursts, burst, workers, pause):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_executor",
+            "child",
+            str(bursts),
+            str(burst),
+            str(workers),
+            str(pause),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _group(bench, label, bursts, burst, workers, pause):
+    total = bursts * burst
+    task = make_io_task(pause) if pause > 0 else task_trivial
+
+    def in_process(factory):
+        def variant():
+            pool = factory(workers)
+            try:
+                warm(pool, workers)
+                watch, done = run_bursts(pool, task, bursts, burst)
+            finally:
+                pool.shutdown(wait=True)
+            return Measured(watch, done, total, workers=workers)
+
+        return variant
+
+    def unpatched():
+        figures = _unpatched(bursts, burst, workers, pause)
+        return Measured(figures["wall"], figures["done"], total, cpu=figures["cpu"], workers=workers)
+
+    import gevent.threadpool
+
+    gw = "greenworks GreenExecutor(%d)" % workers
+    tpe = "ThreadPoolExecutor(%d), patched" % workers
+    native = "gevent.threadpool.ThreadPoolExecutor(%d)" % workers
+    plain = "ThreadPoolExecutor(%d), unpatched child" % workers
+    variants = [
+        (tpe, "baseline", in_process(cf.ThreadPoolExecutor)),
+        (native, "baseline", in_process(gevent.threadpool.ThreadPoolExecutor)),
+        (plain, "baseline", unpatched),
+    ]
+    if bench.available:
+        variants.insert(0, (gw, "greenworks", in_process(bench.modules[EXECUTOR].GreenExecutor)))
+    medians = bench.interleave(variants, label=label, per=total)
+    mine = medians.get(gw)
+    for name in (tpe, native):
+        bench.target(
+            "%s: time vs %s" % (label, name.split("(")[0]),
+            mine and mine / medians[name],
+            "<=",
+            1.0,
+            detail=bench.cpu_ratio(gw, name, label),
+        )
+    if mine:
+        # Reported, not judged: in a patched process every cf.Future's Condition is
+        # gevent's pure-Python lock, which the unpatched child's C locks outrun.
+        bench.note(
+            "%s: GreenExecutor / unpatched ThreadPoolExecutor = %.2fx" % (label, mine / medians[plain])
+        )
+
+
+@scenario(
+    "executor",
+    "GreenExecutor vs ThreadPoolExecutor (patched, unpatched) and gevent's threadpool executor",
+    requires=(EXECUTOR,),
+    sizes={
+        "full": {
+            "bursts": 20,
+            "burst": 1000,
+            "workers": 32,
+            "io_tasks": 2000,
+            "io_workers": 100,
+            "sleep": 0.001,
+        },
+        "quick": {
+            "bursts": 5,
+            "burst": 500,
+            "workers": 32,
+            "io_tasks": 400,
+            "io_workers": 100,
+            "sleep": 0.001,
+        },
+        "tiny": {"bursts": 2, "burst": 20, "workers": 4, "io_tasks": 20, "io_workers": 4, "sleep": 0.001},
+    },
+)
+def executor(bench):
+    """Time per task of *bursts* bursts of trivial tasks, and of *io_tasks* 1 ms sleeps in one burst.
+
+    Targets (median time ratios, lower is better for greenworks): no slower
+    than ThreadPoolExecutor or gevent's threadpool executor in the same
+    patched process. The ratio to the unpatched child is reported as a note.
+    """
+    p = bench.params
+    _group(bench, "trivial", p["bursts"], p["burst"], p["workers"], 0.0)
+    _group(bench, "io", 1, p["io_tasks"], p["io_workers"], p["sleep"])
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "child":
+        child(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+    else:
+        sys.exit("usage: python -m benchmarks.bench_executor child BURSTS BURST WORKERS SLEEP")
