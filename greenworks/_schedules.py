@@ -16,6 +16,7 @@ import datetime
 
 from zope.interface import implementer
 
+from greenworks import _checks
 from greenworks._checks import is_real
 from greenworks.exceptions import InvalidScheduleError, invalid_argument
 from greenworks.interfaces import IJob
@@ -182,8 +183,7 @@ class Job:
     __slots__ = ("id", "fn", "schedule", "_is_run")
 
     def __init__(self, id, fn, schedule=None):
-        if not isinstance(id, str) or not id:
-            raise invalid_argument("id", id, "a non-empty str")
+        _checks.name("id", id)
         if not callable(fn):
             raise invalid_argument("fn", fn, "a callable taking no arguments")
         self._is_run = _predicate(schedule)
