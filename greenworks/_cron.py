@@ -416,7 +416,9 @@ def next_instant(spec: Spec, zone: datetime.tzinfo, after: int) -> int | None:
         return None  # past datetime.MAXYEAR: no more fire times
 
 
-def _search(spec: Spec, zone: datetime.tzinfo, start: datetime.datetime, after: int, before: int | None):
+def _search(
+    spec: Spec, zone: datetime.tzinfo, start: datetime.datetime, after: int, before: int | None
+) -> int | None:
     """The first fire instant in ``(after, before)`` among wall times ``>= start`` (see `next_instant`)."""
     last_wall = None if before is None else _wall(before - 1, _offset(zone, before - 1))
     wall = start

@@ -7,7 +7,8 @@ Needs redis-py (``pip install greenworks[redis]``), imported when a store is bui
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from zope.interface import implementer
 
@@ -19,6 +20,8 @@ from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IJobStore
 
 __all__ = ["RedisJobStore"]
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 _default_logger = logger
@@ -189,7 +192,7 @@ class RedisJobStore:
     def _key(self, job: str) -> str:
         return "%s:job:%s" % (self._prefix, job)
 
-    def _run(self, operation: str, default: Any, fn: Any, *args: Any) -> Any:
+    def _run(self, operation: str, default: _T, fn: Callable[..., _T], *args: Any) -> _T:
         try:
             result = fn(*args)
         except self._errors as exc:
@@ -259,7 +262,8 @@ class RedisJobStore:
                     args=[due, "" if next_due is None else next_due, job],
                     client=pipe,
                 )
-            return pipe.execute()
+            replies: list[Any] = pipe.execute()
+            return replies
 
         replies = self._run("claim", None, claim)
         for n, (i, (job, _, _)) in enumerate(asked):

@@ -9,7 +9,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import gevent
 from gevent.monkey import get_original
@@ -22,6 +22,8 @@ from greenworks.exceptions import InvalidArgument, invalid_argument
 from greenworks.interfaces import IJobStore
 
 __all__ = ["SQLiteJobStore"]
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 _default_logger = logger
@@ -48,7 +50,7 @@ def _state(row: Any) -> JobState:
     return JobState(row[0], core.from_us(row[1]), core.from_us(row[2]), bool(row[3]), _last_run(row))
 
 
-def _write(conn: sqlite3.Connection, body: Callable[[], Any]) -> Any:
+def _write(conn: sqlite3.Connection, body: Callable[[], _T]) -> _T:
     # IMMEDIATE takes the write lock up front, so two processes never both
     # read a row and then race to update it.
     conn.execute("BEGIN IMMEDIATE")
@@ -163,14 +165,14 @@ class SQLiteJobStore:
                 self._conn = self._open()
             return fn(self._conn, *args)
 
-    def _call(self, operation: str, fn: Callable[..., Any], default: Any, *args: Any) -> Any:
+    def _call(self, operation: str, fn: Callable[..., _T], default: _T, *args: Any) -> _T:
         if os.getpid() != self._pid:
             # A forked child: leave the parent's connection and lock alone.
             if self._conn is not None:
                 _INHERITED.append(self._conn)
             self._pid, self._conn, self._lock = os.getpid(), None, _ThreadLock()
         try:
-            result = gevent.get_hub().threadpool.apply(self._locked, (fn, args))
+            result = cast(_T, gevent.get_hub().threadpool.apply(self._locked, (fn, args)))
         except sqlite3.Error as exc:
             self._health.failed(operation, exc)
             return default

@@ -154,7 +154,7 @@ class Every:
     __slots__ = ("_period_ms", "_offset_ms", "_fields")
 
     def __init__(self, *, days: Any = 0, hours: Any = 0, minutes: Any = 0, seconds: Any = 0, offset: Any = 0):
-        self._fields = (days, hours, minutes, seconds, offset)
+        self._fields: tuple[Any, ...] = (days, hours, minutes, seconds, offset)
         text = repr(self)
         total = (
             _amount(text, "days", days) * 86400
@@ -162,14 +162,14 @@ class Every:
             + _amount(text, "minutes", minutes) * 60
             + _amount(text, "seconds", seconds)
         )
-        self._period_ms = _whole_ms(text, "period", total)
+        self._period_ms: int = _whole_ms(text, "period", total)
         if isinstance(offset, datetime.timedelta):
             offset = offset.total_seconds()
         if not is_real(offset) or not math.isfinite(offset):
             raise InvalidScheduleError(
                 "%s: offset must be a finite number of seconds or a timedelta, got %r" % (text, offset)
             )
-        self._offset_ms = round(offset * 1000) % self._period_ms
+        self._offset_ms: int = round(offset * 1000) % self._period_ms
 
     @property
     def period(self) -> float:
@@ -234,12 +234,14 @@ class Interval:
         self, seconds: Any, *, start: datetime.datetime | None = None, end: datetime.datetime | None = None
     ):
         text = "Interval(%r)" % (seconds,)
-        self._period_ms = _whole_ms(text, "interval", _field_seconds(text, "seconds", seconds, positive=True))
-        self._seconds = seconds
-        self._start = _moment(text, "start", start, none=True)
-        self._end = _moment(text, "end", end, none=True)
-        self._start_ms = None if start is None else round(_us(start) / 1000)
-        self._end_ms = None if end is None else _us(end) // 1000
+        self._period_ms: int = _whole_ms(
+            text, "interval", _field_seconds(text, "seconds", seconds, positive=True)
+        )
+        self._seconds: Any = seconds
+        self._start: datetime.datetime | None = _moment(text, "start", start, none=True)
+        self._end: datetime.datetime | None = _moment(text, "end", end, none=True)
+        self._start_ms: int | None = None if start is None else round(_us(start) / 1000)
+        self._end_ms: int | None = None if end is None else _us(end) // 1000
         if self._start_ms is not None and self._end_ms is not None and self._end_ms < self._start_ms:
             raise InvalidScheduleError("%s: end %s is before start %s" % (text, end, start))
 
@@ -315,8 +317,9 @@ class At:
     __slots__ = ("_when", "_ms")
 
     def __init__(self, when: datetime.datetime):
-        self._when = _moment("At", "when", when)
-        self._ms = round(_us(when) / 1000)
+        _moment("At", "when", when)
+        self._when: datetime.datetime = when
+        self._ms: int = round(_us(when) / 1000)
 
     @property
     def when(self) -> datetime.datetime:
@@ -402,13 +405,13 @@ class Cron:
             raise InvalidScheduleError("cron expression must be a str, got %r" % (expression,))
         if timezone is not None and not isinstance(timezone, datetime.tzinfo):
             raise invalid_argument("timezone", timezone, "a datetime.tzinfo or None")
-        self._spec = _cron.parse(expression)
-        self._expression = expression
-        self._timezone = timezone
+        self._spec: _cron.Spec = _cron.parse(expression)
+        self._expression: str = expression
+        self._timezone: datetime.tzinfo | None = timezone
         # The is_run cache: no fire time in [_low, _next), and _next is one
         # (math.inf: none), for the zone _zone. Only ever replaced whole.
         self._zone: datetime.tzinfo | None = None
-        self._low = math.inf
+        self._low: float = math.inf
         self._next: float = math.inf
 
     @property
@@ -486,7 +489,7 @@ class AnyOf:
     __slots__ = ("schedules",)
 
     def __init__(self, *schedules: Any):
-        self.schedules = _children("AnyOf", schedules)
+        self.schedules: tuple[Any, ...] = _children("AnyOf", schedules)
 
     def is_run(self, now: datetime.datetime) -> bool:
         return any(schedule.is_run(now) for schedule in self.schedules)
@@ -526,7 +529,7 @@ class AllOf:
     __slots__ = ("schedules",)
 
     def __init__(self, *schedules: Any):
-        self.schedules = _children("AllOf", schedules)
+        self.schedules: tuple[Any, ...] = _children("AllOf", schedules)
 
     def is_run(self, now: datetime.datetime) -> bool:
         return all(schedule.is_run(now) for schedule in self.schedules)
@@ -544,7 +547,8 @@ class AllOf:
             if latest > limit:
                 return None
             if min(stamps) == latest:
-                return found[0].astimezone(dt.tzinfo)
+                first: datetime.datetime = found[0]
+                return first.astimezone(dt.tzinfo)
             candidate = found[stamps.index(latest)]
             found = [
                 t if stamp == latest else (candidate if s.is_run(candidate) else s.next_after(candidate))
