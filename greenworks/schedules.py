@@ -48,6 +48,11 @@ __all__ = ["AllOf", "AnyOf", "At", "Cron", "Every", "Interval", "InvalidSchedule
 _UTC = datetime.timezone.utc
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
 _MICROSECOND = datetime.timedelta(microseconds=1)
+_NEVER = datetime.datetime.max.replace(tzinfo=_UTC)
+_NO_ZONE = object()
+# is_run compares to the nearest millisecond, in exact integer arithmetic.
+_MS = datetime.timedelta(milliseconds=1)
+_HALF_MS = datetime.timedelta(microseconds=500)
 #: How far past *dt* `AllOf.next_after` looks for a common fire time.
 ALL_OF_HORIZON = datetime.timedelta(days=_cron.MAX_GAP_DAYS)
 #: How many candidate times `AllOf.next_after` tries before it gives up with an error.
@@ -184,7 +189,7 @@ class Every:
     def is_run(self, now: datetime.datetime) -> bool:
         if not isinstance(now, datetime.datetime) or now.tzinfo is None:
             _now("now", now)
-        return (round(now.timestamp() * 1000) - self._offset_ms) % self._period_ms == 0
+        return ((now - _EPOCH + _HALF_MS) // _MS - self._offset_ms) % self._period_ms == 0
 
     __call__ = is_run
 
@@ -270,7 +275,7 @@ class Interval:
     def is_run(self, now: datetime.datetime) -> bool:
         if not isinstance(now, datetime.datetime) or now.tzinfo is None:
             _now("now", now)
-        ms = round(now.timestamp() * 1000)
+        ms = (now - _EPOCH + _HALF_MS) // _MS
         start = self._start_ms if self._start_ms is not None else self._anchor(ms)
         return (
             ms >= start
@@ -329,7 +334,7 @@ class At:
     def is_run(self, now: datetime.datetime) -> bool:
         if not isinstance(now, datetime.datetime) or now.tzinfo is None:
             _now("now", now)
-        return round(now.timestamp() * 1000) == self._ms
+        return (now - _EPOCH + _HALF_MS) // _MS == self._ms
 
     __call__ = is_run
 
@@ -409,10 +414,12 @@ class Cron:
         self._expression: str = expression
         self._timezone: datetime.tzinfo | None = timezone
         # The is_run cache: no fire time in [_low, _next), and _next is one
-        # (math.inf: none), for the zone _zone. Only ever replaced whole.
-        self._zone: datetime.tzinfo | None = None
-        self._low: float = math.inf
-        self._next: float = math.inf
+        # (_NEVER: none), for the zone _zone; replaced whole, never in part.
+        # Aware UTC datetimes: comparing them with a UTC *now* is a plain
+        # field comparison, much cheaper than now.timestamp().
+        self._zone: object = _NO_ZONE
+        self._low: datetime.datetime = _NEVER
+        self._next: datetime.datetime = _NEVER
 
     @property
     def expression(self) -> str:
@@ -430,16 +437,27 @@ class Cron:
         return self._spec.wildcard
 
     def is_run(self, now: datetime.datetime) -> bool:
+        # The hot path (a UTC *now* between two fire times): three comparisons.
+        tz = getattr(now, "tzinfo", None)
+        if tz is _UTC and (self._timezone or tz) is self._zone and self._low <= now <= self._next:
+            return now == self._next
+        return self._is_run(now)
+
+    __call__ = is_run
+
+    def _is_run(self, now: datetime.datetime) -> bool:
         if not isinstance(now, datetime.datetime) or now.tzinfo is None:
             _now("now", now)
         zone = self._timezone or now.tzinfo
-        ts = now.timestamp()
-        if (zone is not self._zone and zone != self._zone) or not self._low <= ts <= self._next:
-            found = _cron.next_instant(self._spec, zone, math.ceil(ts) - 1)  # type: ignore[arg-type]
-            self._zone, self._low, self._next = zone, ts, math.inf if found is None else found
-        return ts == self._next
-
-    __call__ = is_run
+        if now.tzinfo is not _UTC:
+            # Also needed for ==: PEP 495 makes a repeated wall time unequal
+            # to every datetime of another zone.
+            now = now.astimezone(_UTC)
+        if (zone is not self._zone and zone != self._zone) or not self._low <= now <= self._next:
+            found = _cron.next_instant(self._spec, zone, math.ceil(now.timestamp()) - 1)  # type: ignore[arg-type]
+            following = _NEVER if found is None else datetime.datetime.fromtimestamp(found, _UTC)
+            self._zone, self._low, self._next = zone, now, following
+        return now == self._next
 
     def next_after(self, dt: datetime.datetime) -> datetime.datetime | None:
         zone = self._timezone or _now("dt", dt).tzinfo
