@@ -33,6 +33,7 @@ __all__ = [
     "IJobRunner",
     "IJobSkipped",
     "IJobStarted",
+    "IJobStore",
     "ILeaderLock",
     "ILeadershipAcquired",
     "ILeadershipLost",
@@ -43,6 +44,7 @@ __all__ = [
     "IRestartableTask",
     "IRunOnce",
     "IRunner",
+    "ISchedule",
     "IStatusSource",
     "ISupervisor",
     "ITask",
@@ -1261,4 +1263,144 @@ class ISupervisor(IComponent, IWorker):
 
         :return bool: True once stopped; False if *timeout* passed first.
         :raises RestartIntensityExceeded: it gave up.
+        """
+
+
+# -- schedules (greenworks.schedules) -------------------------------------------
+
+
+class ISchedule(Interface):
+    """When a job is due: a pure strategy (no greenlet, no clock read, no I/O).
+
+    `greenworks.schedules` provides ``Every``, ``Interval``, ``At``, ``Cron``,
+    ``AnyOf`` and ``AllOf``. A schedule only answers about the times it is
+    given; nothing in it blocks or switches. It may cache (``Cron`` keeps its
+    next fire time), so it is safe to share between greenlets, not threads.
+
+    The two questions agree: for every aware *t*, ``next_after(t)`` is None or
+    a time *n* > *t* with ``is_run(n)`` True and no fire time in between.
+    """
+
+    def is_run(now):
+        """Return whether *now* is a fire time (bool). Also spelled ``schedule(now)``.
+
+        :param datetime now: an aware datetime (the runner's tick time).
+        :raises InvalidArgument: *now* is not an aware datetime.
+        """
+
+    def __call__(now):
+        """The same as ``is_run(now)``."""
+
+    def next_after(dt):
+        """Return the first fire time strictly after *dt*, or None when there is none any more.
+
+        :param datetime dt: an aware datetime.
+        :return: an aware datetime in the zone of *dt* (``dt.tzinfo``), or None
+            (an ``At`` in the past, an ``Interval`` past its end, an ``AllOf``
+            without a common time within its horizon).
+        :raises InvalidArgument: *dt* is not an aware datetime.
+        """
+
+    def describe():
+        """Return a short text for logs and snapshots (str), e.g. ``"every 5m"``,
+        ``"cron '0 8 * * *' Europe/Berlin"``. ``str(schedule)`` is the same."""
+
+
+# -- job stores (greenworks.jobstores) ------------------------------------------
+
+
+class IJobStore(Interface):
+    """The state of scheduled jobs that must survive restarts and agree across processes.
+
+    Functions are never stored: jobs are declared in code at start-up and the
+    store keeps, per job id, a `greenworks.jobstores.JobState`: the last due
+    time that was claimed for running (``last_due``, aware UTC), the next due
+    time (``next_due``), the ``paused`` flag and the last run's outcome
+    (``last_run``, for snapshots). Times are kept to the microsecond.
+
+    The heart is `claim`: one atomic compare-and-set per due time, "due time
+    *T* of job *J* is being run", which succeeds for exactly one caller
+    sharing the store (threads, greenlets, processes, hosts: as far as the
+    backend reaches) and never for a *T* at or before the last one recorded,
+    so a run is never repeated across restarts or processes. A runner reads
+    the state at start-up (`add`, `states`) to catch up a due time missed
+    while no process was running.
+
+    Failure model (the leader locks'): a backend error never raises out of a
+    method; it is logged once per outage (ERROR, and once more when the
+    backend answers again), shown in `error`, and read as the safe answer:
+    `claim` returns ``Claim.ERROR`` (nothing recorded: the run is skipped,
+    never doubled), writes return False, reads return None or ``{}``. Bad
+    arguments (an empty id, a naive datetime) raise `InvalidArgument` at once.
+    A store that cannot be opened, or a bad URL, raises at construction.
+
+    Every method may block the calling greenlet for one backend round trip
+    (none for `MemoryJobStore`) but never the hub.
+    """
+
+    name = Attribute("str, read-only: what the store is, for logs and snapshots ('memory', 'sqlite:<path>').")
+    error = Attribute("str or None, read-only: the error of the backend outage in progress, or None.")
+
+    def add(job_id, next_due=None):
+        """Declare *job_id*: insert its state if the store has none, keep it as it is otherwise.
+
+        :param datetime next_due: aware; stored only when the job is new.
+        :return: the stored `JobState` (the existing one, untouched, after a
+            restart), or None on a backend error.
+        """
+
+    def get(job_id):
+        """Return the `JobState` of *job_id*, or None (unknown job, or a backend error)."""
+
+    def states():
+        """Return ``{job_id: JobState}`` for every job in the store (``{}`` on a backend error)."""
+
+    def claim(job_id, due, next_due=None):
+        """Atomically record that due time *due* of *job_id* is being run.
+
+        Succeeds only when the job is not paused and *due* is later than its
+        ``last_due`` (or it has none); then ``last_due`` becomes *due* and,
+        when *next_due* is given, ``next_due`` becomes it, in the same step.
+        A job the store does not know yet is added.
+
+        :param datetime due: aware; the due time (not the time the run starts).
+        :param datetime next_due: aware or None (leave ``next_due`` as it is).
+        :return: a `greenworks.jobstores.Claim`, true only for ``Claim.CLAIMED``:
+            ``TAKEN`` (*due* <= ``last_due``: run here or elsewhere already),
+            ``PAUSED`` (nothing recorded) or ``ERROR`` (backend error, nothing recorded).
+        """
+
+    def claim_many(claims):
+        """`claim` for each ``(job_id, due, next_due)`` of *claims*, in one backend round trip.
+
+        Each item is claimed atomically on its own (not all or nothing).
+
+        :return: a list of `Claim`, in the order of *claims*.
+        """
+
+    def set_next_due(job_id, next_due):
+        """Store *next_due* (aware, or None: no more runs) for *job_id*; return False on a backend error."""
+
+    def set_paused(job_id, paused):
+        """Store the paused flag (bool) of *job_id*; while set, `claim` returns ``PAUSED``.
+
+        :return bool: False on a backend error.
+        """
+
+    def record_run(job_id, last_run):
+        """Store *last_run* (a `greenworks.jobstores.LastRun`) as the job's last outcome.
+
+        :return bool: False on a backend error.
+        """
+
+    def remove(job_id):
+        """Forget *job_id* entirely; return False on a backend error (True if it was unknown)."""
+
+    def snapshot():
+        """Return ``{"kind", "name", "error", "errors_total"}`` (JSON types)."""
+
+    def close():
+        """Release the backend connections the store opened (idempotent); a client passed in stays open.
+
+        A later call opens a new connection when it needs one.
         """
