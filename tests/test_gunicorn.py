@@ -491,10 +491,13 @@ class TestGunicornEndToEnd:
             _wait_runs(server, 2)
             leader = server.leader_pid()
             stopping = "runtime in pid %d: stopping" % leader
-            for _ in range(40):
-                server.burst(2)
+            for _ in range(80):
+                # One request at a time recycles at most one worker at a time
+                # (a burst of two could recycle two, and with the third
+                # recycling by chance no worker would be up to take a tick).
+                server.burst(1)
                 # Let every recycled worker's replacement boot before the next
-                # burst, so at least one worker is always up to take a tick.
+                # request, so at least one worker is always up to take a tick.
                 while server.count("runtime started in pid") < 3 + server.count("Autorestarting worker"):
                     server.expect(r"runtime started in pid")
                 if server.count(stopping):
