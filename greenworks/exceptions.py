@@ -193,3 +193,17 @@ class WorkerExitedPrematurely(GreenworksError):
 
 class LockError(GreenworksError, RuntimeError):
     """A leader lock could not be used (backend unreachable, misuse)."""
+
+
+# -- streams ------------------------------------------------------------------
+
+
+class NoCurrentMessageError(GreenworksError, LookupError):
+    """``greenworks.streams.current_message()`` was called outside a stream handler."""
+
+    def __init__(self, *args):
+        super().__init__(*(args or ("no stream message is being handled in this greenlet",)))
+
+
+__all__ += ["NoCurrentMessageError"]
+# -- end streams --------------------------------------------------------------
