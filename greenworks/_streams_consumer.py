@@ -64,6 +64,7 @@ from greenworks.events import (
     MessageAcked,
     MessageDeadLettered,
     MessageFailed,
+    subscribed,
 )
 from greenworks.exceptions import ReentrantStopError, invalid_argument
 from greenworks.interfaces import IStreamConsumer, IWorker
@@ -178,6 +179,7 @@ class StreamConsumer:
         elif not (callable(getattr(dispatcher, "dispatch", None)) and hasattr(dispatcher, "max_buffered")):
             raise invalid_argument("dispatcher", dispatcher, "None or a greenworks Dispatcher")
         self._dispatcher = dispatcher
+        self._monotonic = self._life.clock.monotonic
         self._consumer = self._consumer_given or default_consumer_name()
         self._greenlets: dict[str, gevent.Greenlet] = {}
         self._new_run()
@@ -376,17 +378,23 @@ class StreamConsumer:
         if message._state != QUEUED:
             return  # handed back, or taken over by another consumer, before it started
         message._state = RUNNING
-        message._started = self._life.clock.monotonic()
+        message._started = self._monotonic()
         message._greenlet = getcurrent()
         try:
+            if message._problem is None and message.delivery_count == 1:  # the common case, first
+                handler = self._handlers.get(message.task)
+                if handler is not None:
+                    self._call(handler, message)
+                    return
             self._handle(message)
         finally:
             message._greenlet = None
             if message._state == RUNNING:  # killed, or gave up during an outage: stop() hands it back
                 message._state = INTERRUPTED
-            self._ledger.changed.set()
+                self._ledger.changed.set()
 
     def _handle(self, message: Message) -> None:
+        """Everything but a well-formed first delivery: limits, unknown tasks, dedupe."""
         problem, deliveries = message._problem, message.delivery_count
         if problem is None and deliveries > self._max_deliveries:
             deliveries -= 1
@@ -414,10 +422,15 @@ class StreamConsumer:
             message._skipped = True
             self._ledger.complete(message)
             return
+        self._call(handler, message)  # type: ignore[arg-type]
+
+    def _call(self, handler: Callable[..., Any], message: Message) -> None:
         token = CURRENT.set(message)
         try:
-            handler(*message.args, **message.kwargs)  # type: ignore[misc]
+            handler(*message.args, **message.kwargs)
         except _Interrupted:
+            message._state = INTERRUPTED
+            self._ledger.changed.set()
             return
         except (Exception, gevent.Timeout) as exc:  # a Timeout: the dispatcher's task_timeout, or its own
             if message._state == RUNNING:
@@ -543,7 +556,9 @@ class StreamConsumer:
                             "stream consumer %r: created group %s on %s", self.name, self._group, self._stream
                         )
                     health.group_lost = False
-                room = ledger.wait_room(self.capacity)
+                capacity = self.capacity
+                # Wait for half a batch of room, not one slot: fewer, fuller reads.
+                room = ledger.wait_room(capacity, max(1, min(self._batch, capacity) // 2))
                 entries = wire.read(self._consumer, min(self._batch, room), READ_BLOCK_MS)
             except self._redis_error as exc:
                 failures += 1
@@ -552,7 +567,8 @@ class StreamConsumer:
             failures = 0
             health.ok()
             if entries:
-                messages = [self._message(text(i), fields, 1) for i, fields in entries]
+                make = self._message
+                messages = [make(i.decode() if type(i) is bytes else i, fields, 1) for i, fields in entries]
                 ledger.add(messages)
                 self._enqueue(messages)
 
@@ -578,8 +594,9 @@ class StreamConsumer:
                 self._health.ok()
                 ledger.counts["acked"] += len(batch)
                 ledger.release(batch)
-                for message in batch:
-                    self._life.emit(MessageAcked, message.id, message.task, message.delivery_count)
+                if subscribed():
+                    for message in batch:
+                        self._life.emit(MessageAcked, message.id, message.task, message.delivery_count)
 
     # -- introspection -----------------------------------------------------------
 

@@ -222,13 +222,17 @@ class Ledger:
 
     # -- waiting ---------------------------------------------------------------
 
-    def wait_room(self, capacity: int) -> int:
-        """Block until fewer than *capacity* messages are held; return the room."""
-        while len(self.held) >= capacity:
+    def wait_room(self, capacity: int, wanted: int = 1) -> int:
+        """Block until at least *wanted* more messages fit under *capacity*; return the room.
+
+        Never blocks while nothing is held (then any room will do).
+        """
+        held = self.held
+        while capacity - len(held) < wanted and (held or capacity <= 0):
             self.room.clear()
-            if len(self.held) >= capacity:  # re-checked after clear(): no lost wake-up
+            if capacity - len(held) < wanted and (held or capacity <= 0):  # re-checked: no lost wake-up
                 self.clock.wait(self.room)
-        return capacity - len(self.held)
+        return capacity - len(held)
 
     def wait_quiet(self, deadline: float | None) -> bool:
         """Block until no held message is RUNNING or ACKING; False once the monotonic *deadline* passed."""

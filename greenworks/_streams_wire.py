@@ -167,6 +167,9 @@ def make_client(url_or_client: Any, argument: str = "url_or_client") -> Any:
                 socket_timeout=5.0,
                 socket_connect_timeout=5.0,
                 retry=Retry(NoBackoff(), 1),
+                # RESP2: redis-py 8 defaults to RESP3 with maintenance
+                # notifications, which parse slower and are not needed here.
+                protocol=2,
             )
         except ValueError as exc:
             raise invalid_argument(argument, url_or_client, "a redis:// URL (%s)" % exc) from None
@@ -263,7 +266,8 @@ def decode(fields: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
             "not a greenworks message: fields %s, expected task and payload" % sorted(map(text, fields))
         )
     try:
-        body = json.loads(payload)
+        # A str skips json's encoding detection, a fifth of its time here.
+        body = json.loads(payload.decode() if type(payload) is bytes else payload)
         args, kwargs = body["args"], body["kwargs"]
         if type(args) is not list or type(kwargs) is not dict:
             raise TypeError("args must be a list and kwargs an object")
@@ -371,9 +375,11 @@ class Wire:
 
     def ack(self, ids: Sequence[str], forget_errors: Sequence[str]) -> None:
         """``XACK`` *ids*, and drop the recorded errors of *forget_errors*, in one round trip."""
+        if not forget_errors:
+            self.client.xack(self.stream, self.group, *ids)  # the common case: no pipeline to build
+            return
         pipe = self.client.pipeline(transaction=False)
-        if forget_errors:
-            pipe.hdel(self.errors, *forget_errors)
+        pipe.hdel(self.errors, *forget_errors)
         pipe.xack(self.stream, self.group, *ids)
         pipe.execute()
 
