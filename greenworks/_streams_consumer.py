@@ -232,6 +232,13 @@ class StreamConsumer:
         self._new_run()
         if self._owns:
             self._dispatcher.run()
+        elif getattr(getattr(self._dispatcher, "status", None), "name", None) == "STOPPED":
+            life.logger.warning(
+                "stream consumer %r: its dispatcher %r is not running;"
+                " messages wait until its owner starts it",
+                life.name,
+                getattr(self._dispatcher, "name", self._dispatcher),
+            )
         life.started()
         prefix = "greenworks.streams[%s]." % life.name
         for role, loop in (

@@ -81,6 +81,8 @@ class Keeper:
         self.info: dict[str, Any] = {"lag": None, "lag_exact": False, "pending": None, "at": None}
         self._cursor = "0-0"
         self._pruned_at: float | None = None
+        #: The first adoption is of what an earlier process of the same name left (which may have run).
+        self._first_adoption = True
 
     def _backing_off(self, where: str, exc: BaseException, failures: int) -> None:
         self.health.failed(where, exc)
@@ -130,6 +132,8 @@ class Keeper:
             try:
                 self._renew()
                 if not self.health.group_lost:
+                    if self.health.recovered:
+                        self._adopt()
                     self._claim()
                     self._refresh_info()
                     self._prune()
@@ -164,6 +168,34 @@ class Keeper:
             )
             # Not started yet: the new owner runs them. Running ones finish and are acked (twice run).
             ledger.release([m for m in taken if m._state in UNSTARTED or m._state == WAITING])
+
+    def _adopt(self) -> None:
+        """Take up what is pending to this consumer but not held: replies lost in an outage,
+        or what an earlier process of the same name left. Not counted as a try after an
+        outage (it never reached a handler); counted at start (the earlier process may have run it).
+        """
+        ledger = self.ledger
+        room = self.capacity() - len(ledger)
+        if room <= 0:
+            return
+        asked = room + len(ledger)
+        mine = self.wire.pending_of(self.consumer, asked)
+        orphans = [message_id for message_id, _count in mine if message_id not in ledger.held]
+        adopted = self.wire.adopt(self.consumer, orphans[:room], self._first_adoption)
+        self._first_adoption = False
+        if len(orphans) <= room and len(mine) < asked:
+            self.health.recovered = False  # all seen; else again at the next pass
+        fresh = [
+            self.make_message(message_id, fields, count) for message_id, fields, count in adopted if fields
+        ]
+        if fresh:
+            ledger.add(fresh)
+            self.life.logger.info(
+                "stream consumer %r: took up %d message(s) pending to it from before",
+                self.life.name,
+                len(fresh),
+            )
+            self.enqueue(fresh)
 
     def _claim(self) -> None:
         """``XAUTOCLAIM`` what was left idle for ``claim_idle`` (its consumer died), as room allows."""

@@ -104,6 +104,26 @@ end
 return {res[1], res[2], res[3] or {}, counts}
 """
 
+# KEYS: stream. ARGV: group, consumer, bump (1: count this delivery, 0: do not), then ids.
+# Fetches entries pending to this consumer that it does not hold (the reply of
+# a read lost in an outage; what an earlier process of the same name left).
+# Returns {entries, counts}; deleted entries are dropped from the PEL by XCLAIM.
+_ADOPT = """
+local entries, counts = {}, {}
+for i = 4, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    local count = p[1][4] + tonumber(ARGV[3])
+    local e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'RETRYCOUNT', count)
+    if e[1] then
+      entries[#entries + 1] = e[1]
+      counts[#counts + 1] = count
+    end
+  end
+end
+return {entries, counts}
+"""
+
 # KEYS: stream, dead-letter stream, errors hash. ARGV: group, consumer, id, then the dead letter's fields.
 # Returns the dead letter's id, or false when the consumer no longer owns the message.
 _DEAD_LETTER = """
@@ -304,6 +324,7 @@ class Wire:
             for name, source in (
                 ("touch", _TOUCH),
                 ("claim", _CLAIM),
+                ("adopt", _ADOPT),
                 ("dead", _DEAD_LETTER),
                 ("prune", _PRUNE),
             )
@@ -350,6 +371,23 @@ class Wire:
             fields = None if not flat else dict(zip(flat[::2], flat[1::2], strict=True))
             claimed.append((text(message_id), fields, int(delivered)))
         return text(cursor), claimed, [text(i) for i in deleted]
+
+    def adopt(self, consumer: str, ids: Sequence[str], bump: bool) -> list[tuple[str, Any, int]]:
+        """Fetch *ids*, pending to *consumer*, with their fields; *bump* counts this as a delivery.
+
+        :return: ``[(id, fields, delivery count)]`` of those still pending to it.
+        """
+        if not ids:
+            return []
+        entries, counts = self._scripts["adopt"](
+            keys=[self.stream], args=[self.group, consumer, int(bump), *ids]
+        )
+        adopted = []
+        for entry, count in zip(entries, counts, strict=True):
+            flat = entry[1] if len(entry) > 1 else None
+            fields = None if not flat else dict(zip(flat[::2], flat[1::2], strict=True))
+            adopted.append((text(entry[0]), fields, int(count)))
+        return adopted
 
     def touch(
         self, consumer: str, pairs: Iterable[tuple[str, int | None]], idle_ms: int = 0
@@ -434,7 +472,7 @@ class Health:
     :param life: the consumer's `Lifecycle` (its name, logger, clock and events).
     """
 
-    __slots__ = ("life", "since", "outages", "last_error", "group_lost", "_redis", "_reported")
+    __slots__ = ("life", "since", "outages", "last_error", "group_lost", "recovered", "_redis", "_reported")
 
     def __init__(self, life: Any) -> None:
         self.life = life
@@ -444,6 +482,8 @@ class Health:
         self.last_error: str | None = None
         #: Set when Redis said NOGROUP: the reader recreates the group and clears it.
         self.group_lost = True
+        #: Set when an outage ended (and at first): the keeper adopts what reads lost meanwhile.
+        self.recovered = True
         self._redis = import_redis()
         self._reported: set[tuple[str, str]] = set()
 
@@ -492,6 +532,7 @@ class Health:
             from greenworks.events import StreamReconnected
 
             self.since = None
+            self.recovered = True
             seconds = max(0.0, self.life.clock.time() - since)
             self.life.logger.info(
                 "stream consumer %r: Redis reachable again after %.1fs", self.life.name, seconds
