@@ -3,13 +3,21 @@
 import json
 import logging
 import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
 
 import gevent
 import pytest
 import redis
 import zope.event
+from _gunicorn_worker import gevent_worker_unavailable
 from _redis_server import REDIS_SERVER, RedisServer
 from gevent.event import Event
+from gevent.queue import Queue
 from zope.interface import implementer
 from zope.interface.verify import verifyClass, verifyObject
 
@@ -979,3 +987,148 @@ class TestOutages:
             producer.send("t", 2)
             handler.wait_for(2)
         assert [c[2] for c in handler.calls] == [(1,), (2,)]
+
+
+# -- the example, under real gunicorn and greenworks run ------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "examples", "09_stream_worker")
+HANDLED = re.compile(r"handled order (\S+) \((\d+) items\) in pid (\d+), delivery (\d+)")
+_NO_GUNICORN = gevent_worker_unavailable()
+
+
+class Logged:
+    """A process run from the example's directory; its stderr lines arrive on a queue."""
+
+    def __init__(self, server, *args, **env):
+        self.env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+            GREENWORKS_EXAMPLE_REDIS=server.url,
+            GREENWORKS_EXAMPLE_CLAIM_IDLE="2",
+            **env,
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=EXAMPLE,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines = []
+        self.queue = Queue()
+        self._reader = gevent.spawn(self._read)
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            self.queue.put(line.rstrip("\n"))
+        self.queue.put(None)
+
+    def expect(self, pattern, timeout=30):
+        regex = re.compile(pattern)
+        tail = "\n".join(self.lines[-40:])
+        with gevent.Timeout(timeout, AssertionError("no line matching %r:\n%s" % (pattern, tail))):
+            while True:
+                line = self.queue.get()
+                if line is None:
+                    raise AssertionError("process exited:\n" + "\n".join(self.lines[-40:]))
+                match = regex.search(line)
+                if match:
+                    return match
+
+    def orders(self, count):
+        """Wait until *count* distinct orders were handled; return {order id: [(pid, delivery)]}."""
+        seen = {}
+        for match in (HANDLED.search(line) for line in self.lines):
+            if match:
+                seen.setdefault(match.group(1), []).append((int(match.group(3)), int(match.group(4))))
+        while len(seen) < count:
+            match = self.expect(HANDLED.pattern)
+            seen.setdefault(match.group(1), []).append((int(match.group(3)), int(match.group(4))))
+        return seen
+
+    def send(self, count):
+        """Run producer.py; return the ids it printed."""
+        done = subprocess.run(
+            [sys.executable, "producer.py", str(count)],
+            cwd=EXAMPLE,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout.split()
+
+    def stop(self, timeout=30):
+        """SIGTERM (a graceful stop) and return the exit code; SIGKILL the group if it hangs."""
+        try:
+            self.proc.terminate()
+            return self.proc.wait(timeout=timeout)
+        finally:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self._reader.join(timeout=5)
+            self.proc.stderr.close()
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="needs fork and signals")
+class TestExample:
+    @pytest.mark.timeout(90)
+    @pytest.mark.skipif(_NO_GUNICORN is not None, reason=str(_NO_GUNICORN))
+    def test_orders_are_handled_by_gunicorn_workers_and_drained_on_stop(self, server, client):
+        """[MATCH] gunicorn -k gevent -w 2: orders from producer.py and /send all handled; SIGTERM drains."""
+        from gunicorn.config import KNOWN_SETTINGS
+
+        port = _free_port()
+        args = ["-m", "gunicorn", "-c", "gunicorn.conf.py"]
+        if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
+            args.append("--no-control-socket")  # gunicorn >= 24 would share ~/.gunicorn/gunicorn.ctl
+        app = Logged(server, *args, "app:application", GREENWORKS_EXAMPLE_BIND="127.0.0.1:%d" % port)
+        try:
+            pids = {int(app.expect(r"runtime started in pid (\d+)").group(1)) for _ in range(2)}
+            assert len(pids) == 2
+            sent = app.send(20)
+            with urllib.request.urlopen("http://127.0.0.1:%d/send?orders=3" % port, timeout=10) as response:
+                sent += json.loads(response.read())["sent"]
+            assert len(set(sent)) == 23
+            handled = app.orders(23)
+            assert {pid for runs in handled.values() for pid, _ in runs} <= pids
+            with urllib.request.urlopen("http://127.0.0.1:%d/status" % port, timeout=10) as response:
+                status = json.loads(response.read())
+            assert status["components"]["orders"]["component"] == "stream_consumer"
+        finally:
+            code = app.stop()
+        assert code == 0, "\n".join(app.lines[-40:])
+        assert sum("stream consumer 'orders': stopped (clean)" in line for line in app.lines) == 2
+        assert client.xpending("example:orders", "shippers")["pending"] == 0
+
+    @pytest.mark.timeout(60)
+    def test_the_registry_runs_under_greenworks_run(self, server, client):
+        """``greenworks run app:registry`` runs the same consumer as a worker and stops it on SIGTERM."""
+        app = Logged(server, "-m", "greenworks", "run", "app:registry")
+        try:
+            app.expect(r"stream consumer 'orders': reading example:orders")
+            sent = app.send(5)
+            assert len(app.orders(5)) == 5 and len(sent) == 5
+            assert app.send(5) == sent  # the same order ids again: deduplicated by the producer
+        finally:
+            code = app.stop()
+        assert code == 0, "\n".join(app.lines[-40:])
+        assert any("stream consumer 'orders': stopped (clean)" in line for line in app.lines)
+        assert client.xlen("example:orders") == 5
