@@ -46,6 +46,8 @@ setup(
         "test": TEST_REQUIRES,
         "redis": ["redis>=4.5"],
         "cron": ["croniter>=1.3"],
+        # Only for benchmarks/bench_streams.py, which compares StreamConsumer with rq.
+        "bench": ["rq>=1.16", "redis>=4.5"],
         "dev": [*TEST_REQUIRES, "ruff>=0.4", "tox>=4"],
     },
     entry_points={"console_scripts": ["greenworks = greenworks.cli:main"]},

@@ -32,6 +32,7 @@ from benchmarks import (  # noqa: E402  (registers the scenarios)
     bench_jobs,  # noqa: F401
     bench_memory,  # noqa: F401
     bench_runner,  # noqa: F401
+    bench_streams,  # noqa: F401
     bench_taskmanager,  # noqa: F401
 )
 from benchmarks._harness import SCENARIOS, format_value, machine_info, machine_line, run_scenario  # noqa: E402
@@ -39,7 +40,18 @@ from benchmarks._harness import SCENARIOS, format_value, machine_info, machine_l
 RESULTS_PATH = os.path.join(HERE, "results.json")
 
 #: The order of the issue's table.
-ORDER = ["trivial", "submit", "wakeup", "io", "reconcile", "reapply", "memory", "taskmanager", "jobs"]
+ORDER = [
+    "trivial",
+    "submit",
+    "wakeup",
+    "io",
+    "reconcile",
+    "reapply",
+    "memory",
+    "taskmanager",
+    "jobs",
+    "streams",
+]
 
 #: A scenario that runs longer than this is a hang, not a slow result.
 SCENARIO_TIME_LIMIT = {"full": 900.0, "quick": 60.0, "tiny": 60.0}

@@ -52,9 +52,8 @@ from greenworks._streams_ledger import (
 from greenworks._streams_wire import (
     MAX_ERROR_TEXT,
     Health,
-    Malformed,
     Wire,
-    decode,
+    decode_entries,
     import_redis,
     make_client,
     text,
@@ -352,25 +351,19 @@ class StreamConsumer:
     # -- one delivery ------------------------------------------------------------
 
     def _message(self, message_id: str, fields: Any, delivery_count: int) -> Message:
-        try:
-            task, args, kwargs = decode(fields)
-            problem = None
-        except Malformed as exc:
-            task, args, kwargs, problem = "", (), {}, "malformed message: %s" % exc
-        message = Message(
-            message_id,
-            task,
-            args,
-            kwargs,
-            delivery_count,
-            self._stream,
-            self._group,
-            self._consumer,
-            self._life.clock.monotonic(),
-        )
-        message._raw = fields
-        message._problem = problem
-        return message
+        """A `Message` of one entry claimed or adopted by the keeper."""
+        return self._messages(decode_entries([(message_id, fields)]), delivery_count)[0]
+
+    def _messages(self, decoded: list[tuple[Any, ...]], delivery_count: int = 1) -> list[Message]:
+        """`Message` objects of entries decoded by the wire, all received now."""
+        stream, group, consumer, now = self._stream, self._group, self._consumer, self._monotonic()
+        messages = []
+        for message_id, task, args, kwargs, problem, fields in decoded:
+            message = Message(message_id, task, args, kwargs, delivery_count, stream, group, consumer, now)
+            message._raw = fields
+            message._problem = problem
+            messages.append(message)
+        return messages
 
     def _enqueue(self, messages: list[Message]) -> None:
         dispatch, execute = self._dispatcher.dispatch, self._execute
@@ -385,23 +378,41 @@ class StreamConsumer:
         if message._state != QUEUED:
             return  # handed back, or taken over by another consumer, before it started
         message._state = RUNNING
-        message._started = self._monotonic()
         message._greenlet = getcurrent()
         try:
+            handler = None
             if message._problem is None and message.delivery_count == 1:  # the common case, first
                 handler = self._handlers.get(message.task)
-                if handler is not None:
-                    self._call(handler, message)
+            if handler is None:
+                handler = self._prepare(message)
+                if handler is None:
                     return
-            self._handle(message)
+            token = CURRENT.set(message)
+            try:
+                handler(*message.args, **message.kwargs)
+            except _Interrupted:
+                message._state = INTERRUPTED
+                return
+            except (Exception, gevent.Timeout) as exc:  # a Timeout: the dispatcher's task_timeout, or its own
+                if message._state == RUNNING:
+                    self._failed(message, exc)
+                return
+            finally:
+                CURRENT.reset(token)
+            if message._state == RUNNING:  # else stop() handed it back meanwhile
+                self._ledger.complete(message)
         finally:
             message._greenlet = None
-            if message._state == RUNNING:  # killed, or gave up during an outage: stop() hands it back
+            if message._state == RUNNING or message._state == INTERRUPTED:
+                # Killed, interrupted, or gave up during an outage: stop() hands it back.
                 message._state = INTERRUPTED
                 self._ledger.changed.set()
 
-    def _handle(self, message: Message) -> None:
-        """Everything but a well-formed first delivery: limits, unknown tasks, dedupe."""
+    def _prepare(self, message: Message) -> Callable[..., Any] | None:
+        """Everything but a well-formed first delivery: limits, unknown tasks, dedupe.
+
+        :return: the handler to run, or None when the message was dealt with here.
+        """
         problem, deliveries = message._problem, message.delivery_count
         if problem is None and deliveries > self._max_deliveries:
             deliveries -= 1
@@ -422,31 +433,14 @@ class StreamConsumer:
             )
         if problem is not None:
             self._dead_letter(message, problem, "", deliveries)
-            return
+            return None
         if self._dedupe is not None and deliveries > 1 and self._lookup(self._dedupe.seen, message):
             # Only a redelivery can have completed before.
             self._ledger.counts["skipped_duplicates"] += 1
             message._skipped = True
             self._ledger.complete(message)
-            return
-        self._call(handler, message)  # type: ignore[arg-type]
-
-    def _call(self, handler: Callable[..., Any], message: Message) -> None:
-        token = CURRENT.set(message)
-        try:
-            handler(*message.args, **message.kwargs)
-        except _Interrupted:
-            message._state = INTERRUPTED
-            self._ledger.changed.set()
-            return
-        except (Exception, gevent.Timeout) as exc:  # a Timeout: the dispatcher's task_timeout, or its own
-            if message._state == RUNNING:
-                self._failed(message, exc)
-            return
-        finally:
-            CURRENT.reset(token)
-        if message._state == RUNNING:  # else stop() handed it back meanwhile
-            self._ledger.complete(message)
+            return None
+        return handler
 
     def _lookup(self, call: Callable[..., Any], *args: Any) -> Any:
         """``call(*args)``, or None on a Redis error: for answers a delivery can do without."""
@@ -574,8 +568,7 @@ class StreamConsumer:
             failures = 0
             health.ok()
             if entries:
-                make = self._message
-                messages = [make(i.decode() if type(i) is bytes else i, fields, 1) for i, fields in entries]
+                messages = self._messages(entries)
                 ledger.add(messages)
                 self._enqueue(messages)
 
@@ -635,7 +628,7 @@ class StreamConsumer:
         snap.update(self.stats())
         snap["lag_exact"] = self._keeper.info["lag_exact"]
         snap["info_at"] = iso(self._keeper.info["at"])
-        snap["oldest_in_flight_seconds"] = self._ledger.oldest_running()
+        snap["oldest_held_seconds"] = self._ledger.oldest()
         snap["redis"] = {
             "connected": self._health.since is None,
             "outage_since": iso(self._health.since),

@@ -88,7 +88,7 @@ class Message:
         "_problem",
         "_state",
         "_touched",
-        "_started",
+        "_since",
         "_greenlet",
         "_skipped",
     )
@@ -117,8 +117,8 @@ class Message:
         self._raw: Any = None
         self._problem: str | None = None
         self._state = READ
-        #: When its idle time in Redis was last reset, and when its handler started (monotonic).
-        self._touched = self._started = now
+        #: When its idle time in Redis was last reset, and when this consumer got it (monotonic).
+        self._touched = self._since = now
         self._greenlet: Any = None
         #: Completed without running: the dedupe had seen it.
         self._skipped = False
@@ -262,8 +262,7 @@ class Ledger:
         stats.update(self.counts)
         return stats
 
-    def oldest_running(self) -> float | None:
-        """Seconds the longest-running handler has run, or None."""
+    def oldest(self) -> float | None:
+        """Seconds the longest-held message has been held (read, claimed or retried), or None."""
         now = self.clock.monotonic()
-        running = [now - m._started for m in self.held.values() if m._state == RUNNING]
-        return max(running) if running else None
+        return max((now - m._since for m in self.held.values()), default=None)
