@@ -309,7 +309,7 @@ def decode_entries(
     hot path: bytes fields (this module's clients) take the short way,
     anything else goes through :func:`decode`.
     """
-    decoded = []
+    decoded: list[tuple[str, str, tuple[Any, ...], Any, Any, Any]] = []
     append = decoded.append
     loads = json.loads
     for message_id, fields in entries:

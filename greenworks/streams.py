@@ -146,7 +146,7 @@ class StreamProducer:
         self, url_or_client: Any, stream: str, *, maxlen: int | None = None, dedupe_ttl: float = 3600.0
     ) -> None:
         self._stream = _checks.name("stream", stream)
-        self._maxlen = _checks.count("maxlen", maxlen, minimum=1, none=True)
+        self._maxlen: int | None = _checks.count("maxlen", maxlen, minimum=1, none=True)
         self._dedupe_ms = max(1, round(_checks.seconds("dedupe_ttl", dedupe_ttl, positive=True) * 1000))
         self._client = make_client(url_or_client)
         self._send_dedupe = self._client.register_script(SEND_DEDUPE)
