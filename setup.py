@@ -50,6 +50,8 @@ setup(
         # Cron is our own now; the extra stays so `pip install greenworks[cron]` keeps working.
         "cron": [],
         "prometheus": ["prometheus_client>=0.16"],
+        # Only for benchmarks/bench_streams.py, which compares StreamConsumer with rq.
+        "bench": ["rq>=1.16", "redis>=4.5"],
         "dev": [*TEST_REQUIRES, "ruff>=0.4", "tox>=4"],
     },
     entry_points={"console_scripts": ["greenworks = greenworks.cli:main"]},

@@ -35,6 +35,7 @@ from benchmarks import (  # noqa: E402  (registers the scenarios)
     bench_jobs,  # noqa: F401
     bench_memory,  # noqa: F401
     bench_runner,  # noqa: F401
+    bench_streams,  # noqa: F401
     bench_taskmanager,  # noqa: F401
 )
 from benchmarks._harness import SCENARIOS, format_value, machine_info, machine_line, run_scenario  # noqa: E402
@@ -54,6 +55,7 @@ ORDER = [
     "jobs",
     "events",
     "executor",
+    "streams",
 ]
 
 #: A scenario that runs longer than this is a hang, not a slow result.

@@ -215,6 +215,70 @@ class HubBlocked(GreenworksEvent):
     __slots__ = fields = ("seconds", "greenlet_name", "component_name", "task_or_job", "stack")
 
 
+# -- streams ------------------------------------------------------------------
+
+
+@implementer(_i.IMessageAcked)
+class MessageAcked(GreenworksEvent):
+    """Default implementation of `IMessageAcked`."""
+
+    __slots__ = fields = ("message_id", "task", "delivery_count")
+
+
+@implementer(_i.IMessageFailed)
+class MessageFailed(GreenworksEvent):
+    """Default implementation of `IMessageFailed`."""
+
+    __slots__ = fields = ("message_id", "task", "delivery_count", "error", "retry_in")
+
+
+@implementer(_i.IMessageDeadLettered)
+class MessageDeadLettered(GreenworksEvent):
+    """Default implementation of `IMessageDeadLettered`."""
+
+    __slots__ = fields = ("message_id", "task", "delivery_count", "error", "dead_letter_id")
+
+
+@implementer(_i.IMessagesReclaimed)
+class MessagesReclaimed(GreenworksEvent):
+    """Default implementation of `IMessagesReclaimed`."""
+
+    __slots__ = fields = ("message_ids",)
+
+
+@implementer(_i.IMessagesLost)
+class MessagesLost(GreenworksEvent):
+    """Default implementation of `IMessagesLost`."""
+
+    __slots__ = fields = ("message_ids",)
+
+
+@implementer(_i.IStreamDisconnected)
+class StreamDisconnected(GreenworksEvent):
+    """Default implementation of `IStreamDisconnected`."""
+
+    __slots__ = fields = ("error",)
+
+
+@implementer(_i.IStreamReconnected)
+class StreamReconnected(GreenworksEvent):
+    """Default implementation of `IStreamReconnected`."""
+
+    __slots__ = fields = ("seconds",)
+
+
+__all__ += [
+    "MessageAcked",
+    "MessageDeadLettered",
+    "MessageFailed",
+    "MessagesLost",
+    "MessagesReclaimed",
+    "StreamDisconnected",
+    "StreamReconnected",
+]
+# -- end streams --------------------------------------------------------------
+
+
 # -- publishing ---------------------------------------------------------------
 
 # Subscribers that raised once: logged then, and again only if they are

@@ -258,3 +258,15 @@ class RestartIntensityExceeded(SupervisorError):
             self.period,
             self.child,
         )
+# -- streams ------------------------------------------------------------------
+
+
+class NoCurrentMessageError(GreenworksError, LookupError):
+    """``greenworks.streams.current_message()`` was called outside a stream handler."""
+
+    def __init__(self, *args):
+        super().__init__(*(args or ("no stream message is being handled in this greenlet",)))
+
+
+__all__ += ["NoCurrentMessageError"]
+# -- end streams --------------------------------------------------------------

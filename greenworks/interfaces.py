@@ -1404,3 +1404,150 @@ class IJobStore(Interface):
 
         A later call opens a new connection when it needs one.
         """
+# -- streams ------------------------------------------------------------------
+#
+# Durable work on Redis Streams consumer groups (`greenworks.streams`).
+
+
+class IMessage(Interface):
+    """One delivery of a stream message to a handler; read-only."""
+
+    id = Attribute("str: the stream entry id (``<ms>-<seq>``); the same on every delivery.")
+    task = Attribute("str: the handler name it was sent to.")
+    args = Attribute("tuple: the positional arguments (JSON values; sent tuples arrive as lists).")
+    kwargs = Attribute("dict: the keyword arguments (JSON values).")
+    delivery_count = Attribute("int >= 1: Redis's count of deliveries of this message, this one included.")
+    stream = Attribute("str: the stream's key.")
+    group = Attribute("str: the consumer group.")
+    consumer = Attribute("str: the consumer that received this delivery.")
+
+
+class IStreamProducer(Interface):
+    """Adds messages for `IStreamConsumer` handlers to a Redis stream."""
+
+    stream = Attribute("str, read-only: the stream's key.")
+    maxlen = Attribute(
+        "int or None, read-only: the approximate length the stream is trimmed to (``MAXLEN ~``)."
+    )
+
+    def send(task_name, *args, dedupe_key=None, **kwargs):
+        """Add a message asking for ``handlers[task_name](*args, **kwargs)``; return its id (str).
+
+        Blocks for one round trip. With *dedupe_key*, a second send with the
+        same key within the producer's ``dedupe_ttl`` adds nothing and
+        returns the id of the first.
+
+        :raises InvalidArgument: naming the argument, for a bad task name or
+            dedupe key, or an argument JSON cannot carry.
+        """
+
+    def stats():
+        """Return a dict of ints: ``sent`` and ``duplicates``. Never blocks."""
+
+
+class IDedupe(Interface):
+    """Remembers which messages completed, so that a redelivery can be skipped."""
+
+    def seen(message):
+        """Whether the `IMessage` *message* completed before. Blocks (one round trip)."""
+
+    def remember(messages):
+        """Record that every `IMessage` in *messages* completed. Blocks (one round trip)."""
+
+
+class IStreamConsumer(IComponent):
+    """Runs handlers for the messages of a Redis stream consumer group on a Dispatcher.
+
+    States: *new* -> ``start()`` -> *running* -> ``stop()`` -> *stopping* ->
+    *stopped*; ``start()`` again starts afresh. Delivery is at least once:
+    a message is acked after its handler returned, so a handler may run
+    more than once for one message (a consumer that died before the ack, a
+    hub blocked past ``claim_idle``); handlers get ``delivery_count`` and
+    the message id through ``current_message()`` to tell.
+    """
+
+    stream = Attribute("str, read-only: the stream's key.")
+    group = Attribute("str, read-only: the consumer group.")
+    consumer = Attribute("str, read-only: this consumer's name in the group (default ``host:pid``).")
+    dead_letter = Attribute("str, read-only: the dead-letter stream's key.")
+    dispatcher = Attribute("IDispatcher, read-only: where the handlers run.")
+    capacity = Attribute(
+        "int, read-only: the most un-acked messages held at once"
+        " (the dispatcher's max_buffered + max_workers)."
+    )
+
+    def run(ctx):
+        """Start, block until *ctx* is done, then ``stop()``: the consumer as an `IWorker`."""
+
+    def stats():
+        """Return a dict of numbers (and None where unknown): held, in_flight, queued,
+        waiting_retry, acked, failed, retried, dead_lettered, reclaimed, handed_back,
+        skipped_duplicates, lost, lag, pending. Never blocks."""
+
+
+class IMessageAcked(IGreenworksEvent):
+    """A stream message's handler returned and the message was acked."""
+
+    message_id = Attribute("str: the message id.")
+    task = Attribute("str: its task name.")
+    delivery_count = Attribute("int: the delivery that completed it.")
+
+
+class IMessageFailed(IGreenworksEvent):
+    """A delivery of a stream message failed (its handler raised, or was interrupted)."""
+
+    message_id = Attribute("str: the message id.")
+    task = Attribute("str: its task name.")
+    delivery_count = Attribute("int: the delivery that failed.")
+    error = Attribute("The exception.")
+    retry_in = Attribute("float seconds until the retry, or None when it is dead-lettered instead.")
+
+
+class IMessageDeadLettered(IGreenworksEvent):
+    """A stream message was moved to the dead-letter stream (and acked)."""
+
+    message_id = Attribute("str: the message id.")
+    task = Attribute("str: its task name.")
+    delivery_count = Attribute("int: the deliveries it had.")
+    error = Attribute("str: why, as written into the dead letter.")
+    dead_letter_id = Attribute("str: the id of the dead letter.")
+
+
+class IMessagesReclaimed(IGreenworksEvent):
+    """A consumer claimed messages another consumer left pending for ``claim_idle`` seconds."""
+
+    message_ids = Attribute("tuple of str: the claimed ids.")
+
+
+class IMessagesLost(IGreenworksEvent):
+    """Pending messages were deleted from the stream before they completed (``MAXLEN`` trimming, XDEL)."""
+
+    message_ids = Attribute("tuple of str: their ids.")
+
+
+class IStreamDisconnected(IGreenworksEvent):
+    """A stream consumer lost Redis; it retries with backoff and loses nothing."""
+
+    error = Attribute("str: the first error.")
+
+
+class IStreamReconnected(IGreenworksEvent):
+    """A stream consumer reached Redis again."""
+
+    seconds = Attribute("float: how long the outage lasted.")
+
+
+__all__ += [
+    "IDedupe",
+    "IMessage",
+    "IMessageAcked",
+    "IMessageDeadLettered",
+    "IMessageFailed",
+    "IMessagesLost",
+    "IMessagesReclaimed",
+    "IStreamConsumer",
+    "IStreamDisconnected",
+    "IStreamProducer",
+    "IStreamReconnected",
+]
+# -- end streams --------------------------------------------------------------

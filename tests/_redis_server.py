@@ -5,7 +5,9 @@ Import the fixture into a test module (``from _redis_server import redis_server`
 it is deliberately not in conftest.py, so only the Redis tests pay for it.
 The server runs without persistence (``--save "" --appendonly no``) in a
 temporary directory, so :meth:`RedisServer.restart` comes back *empty*, like
-a Redis that lost its data. Tests that need Redis are skipped, with the
+a Redis that lost its data; ``RedisServer(directory, persist=True)`` keeps an
+append-only file fsynced on every write instead, so a restart (even after
+SIGKILL) comes back with every acknowledged write. Tests that need Redis are skipped, with the
 reason, only when ``redis-server`` is not on PATH.
 """
 
@@ -31,9 +33,10 @@ def free_port():
 class RedisServer:
     """One ``redis-server`` process; start/stop/restart keep the same port."""
 
-    def __init__(self, directory, port=None):
+    def __init__(self, directory, port=None, persist=False):
         self.directory = str(directory)
         self.port = port or free_port()
+        self.persist = persist
         self.proc = None
         self._drain = None
 
@@ -53,7 +56,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persist else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 self.directory,
                 "--protected-mode",

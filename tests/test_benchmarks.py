@@ -24,6 +24,7 @@ from benchmarks import (  # noqa: E402
     bench_jobs,
     bench_memory,  # noqa: F401  (registers its scenario)
     bench_runner,
+    bench_streams,
     bench_taskmanager,
 )
 from benchmarks._harness import SCENARIOS, Measured, WorkNotDone, run_scenario  # noqa: E402
@@ -42,6 +43,7 @@ ALL = [
     "jobs",
     "events",
     "executor",
+    "streams",
 ]
 
 
@@ -286,6 +288,31 @@ class TestExecutorScenario:
             for name, runs in reps.items():
                 assert all(w["done"] == total for w in runs), (group, name)
         assert len(result["notes"]) == 2
+class TestStreamsScenario:
+    @pytest.mark.timeout(60)
+    def test_streams_drains_every_message_on_every_variant(self):
+        """Every variant handled each message once and left nothing pending, or the scenario says why not."""
+        result = tiny("streams")
+        p = result["params"]
+        if not result["measurements"]:  # no redis-server or redis-py here
+            assert [t["verdict"] for t in result["targets"]] == ["SKIP", "SKIP"] and result["notes"]
+            return
+        assert_all_greenworks_ran(result)
+        reps = works(result)
+        for name in ("greenworks StreamConsumer", "hand-written XREADGROUP/XACK loop"):
+            assert all(w["done"] == p["messages"] for w in reps[name]), name
+        assert all(w["pending_after"] == 0 for w in reps["greenworks StreamConsumer"])
+        if "rq SimpleWorker" in reps:
+            assert all(w["done"] == p["rq_jobs"] for w in reps["rq SimpleWorker"])
+        else:
+            assert result["targets"][1]["verdict"] == "SKIP"
+
+    def test_the_handler_counts_each_call(self):
+        """The shared handler and the rq job count their calls, which is what the work check reads."""
+        bench_streams.Count.n = 0
+        bench_streams.handler(1, "x", k=2)
+        bench_streams.rq_job(1, "x", k=2)
+        assert bench_streams.Count.n == 2
 
 
 class TestJobLatenessArithmetic:
