@@ -12,8 +12,9 @@ from greenworks._component import State
 from greenworks._version import __version__
 from greenworks.backoff import ExponentialBackoff, StaticBackoff
 from greenworks.clock import Clock
+from greenworks.cluster import ClusterRunner, RedisMembership
 from greenworks.context import Context, background, with_cancel, with_deadline, with_timeout
-from greenworks.coordination import FileLock, LocalLock, RedisLock, singleton
+from greenworks.coordination import ClaimResult, FileLock, LocalLock, RedisLock, release_dead, singleton
 from greenworks.dispatcher import Dispatcher, RetryTask, TaskStack
 from greenworks.exceptions import (
     Canceled,
@@ -22,6 +23,8 @@ from greenworks.exceptions import (
     GreenworksError,
     InvalidArgument,
     InvalidScheduleError,
+    JobExistsError,
+    JobLookupError,
     LockError,
     ManagerStoppedError,
     PanicError,
@@ -33,7 +36,9 @@ from greenworks.exceptions import (
     TaskAlreadyExistsError,
     WorkerExitedPrematurely,
 )
-from greenworks.jobs import Cron, Every, Job, JobResult, JobRunner, Result, job
+from greenworks.executor import GreenExecutor
+from greenworks.jobs import Job, JobResult, JobRunner, Result, job
+from greenworks.jobstores import MemoryJobStore, RedisJobStore, SQLiteJobStore
 from greenworks.runner import Runner
 from greenworks.runutil import (
     DeclarativeWorker,
@@ -50,7 +55,8 @@ from greenworks.runutil import (
     wait,
     worker_func,
 )
-from greenworks.supervisor import task_group
+from greenworks.schedules import AllOf, AnyOf, At, Cron, Every, Interval
+from greenworks.supervisor import Child, Supervisor, task_group
 from greenworks.taskmanager import TaskManager
 
 # A library never configures logging, but without a handler Python would print
@@ -58,8 +64,14 @@ from greenworks.taskmanager import TaskManager
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "AllOf",
+    "AnyOf",
+    "At",
     "Canceled",
+    "Child",
+    "ClaimResult",
     "Clock",
+    "ClusterRunner",
     "Context",
     "Cron",
     "DeadlineExceeded",
@@ -69,27 +81,36 @@ __all__ = [
     "Every",
     "ExponentialBackoff",
     "FileLock",
+    "GreenExecutor",
     "GreenworksError",
+    "Interval",
     "InvalidArgument",
     "InvalidScheduleError",
     "Job",
+    "JobExistsError",
+    "JobLookupError",
     "JobResult",
     "JobRunner",
     "LocalLock",
     "LockError",
     "ManagerStoppedError",
+    "MemoryJobStore",
     "PanicError",
+    "RedisJobStore",
     "RedisLock",
+    "RedisMembership",
     "ReentrantStopError",
     "Result",
     "RetryTask",
     "Runner",
     "RunnerClosedError",
+    "SQLiteJobStore",
     "ShuttingDownError",
     "SkippedDuplicateError",
     "State",
     "StaticBackoff",
     "StopTimeoutError",
+    "Supervisor",
     "TaskAlreadyExistsError",
     "TaskManager",
     "TaskStack",
@@ -101,6 +122,7 @@ __all__ = [
     "named_worker",
     "named_worker_from_type",
     "provide_worker",
+    "release_dead",
     "repeat",
     "retry",
     "retry_job",

@@ -32,8 +32,19 @@ from gevent.event import Event
 from greenworks._component import Lifecycle
 from greenworks._results import Result, ResultStream, _Batch
 from greenworks._workers import WorkerSet
+from greenworks.context import with_cancel, with_timeout
 from greenworks.events import JobFinished, JobSkipped, JobStarted
-from greenworks.exceptions import PanicError, ShuttingDownError, SkippedDuplicateError
+from greenworks.exceptions import (
+    ContextError,
+    DeadlineExceeded,
+    PanicError,
+    ShuttingDownError,
+    SkippedDuplicateError,
+)
+
+#: A run past its timeout is interrupted this share of the timeout later (at most `MAX_TIMEOUT_GRACE` s).
+TIMEOUT_GRACE = 0.1
+MAX_TIMEOUT_GRACE = 1.0
 
 __all__ = ["BatchRunner"]
 
@@ -54,6 +65,13 @@ class BatchRunner:
     :param bool input_order: order ``Result.items`` like the input.
     :param on_panic: ``on_panic(id, exc, stack)`` or None.
     :param on_skip: ``on_skip(id)`` or None.
+    :param on_run: ``on_run(job_id, due, started, ended, error)`` after each run, or None.
+
+    Per job, ``max_instances`` (a `~greenworks.jobs.Job` option) caps the
+    runs of one id at once; without it *dedupe* means one. A job with a
+    ``timeout`` (or a ``ctx`` parameter) is given a `Context` with that
+    deadline, and is interrupted with a `DeadlineExceeded` if it is still
+    running `TIMEOUT_GRACE` of the timeout after it.
     """
 
     def __init__(
@@ -68,6 +86,7 @@ class BatchRunner:
         input_order: bool,
         on_panic: Any,
         on_skip: Any,
+        on_run: Any = None,
     ) -> None:
         self._life = life
         self._clock = life.clock
@@ -81,24 +100,32 @@ class BatchRunner:
         self._input_order = input_order
         self._on_panic = on_panic
         self._on_skip = on_skip
+        self._on_run = on_run
         self._pool = WorkerSet(
             life, self._work, "greenworks.jobs[%s:worker %%d]" % life.name, first_index=1, on_exit=self._left
         )
         self.running = 0  # jobs holding a slot
-        self.in_flight: set[str] = set()  # ids running or waiting for a slot (dedupe only)
+        self.instances: dict[str, int] = {}  # id -> runs holding or waiting for a slot
         self.last_runs: dict[str, tuple[float, float, BaseException | None]] = {}
         self._slot = Event()  # set whenever a slot frees (or on stop)
         self._ready: collections.deque[_Batch] = collections.deque()  # a batch per job holding a slot
         self._batches: set[Any] = set()  # live batch greenlets
         self.idle = Event()  # set while no batch and no worker is live
         self.idle.set()
+        self._stopped = Event()  # set by stop(): ends a jitter delay early
         self._batch_seq = 0
         self.stopping = False
 
-    def stop(self) -> None:
-        """From now on no waiting job starts (they get `ShuttingDownError`). Never switches."""
+    def stop(self, cancel: bool = False) -> None:
+        """From now on no waiting job starts (they get `ShuttingDownError`). Never switches.
+
+        With *cancel* the contexts of running jobs are cancelled too.
+        """
         self.stopping = True
         self._slot.set()
+        self._stopped.set()
+        if cancel:
+            self._pool.close()
 
     def greenlets(self) -> list[Any]:
         """The live batch and worker greenlets."""
@@ -113,8 +140,11 @@ class BatchRunner:
 
     def _run_batch(self, batch: _Batch) -> None:
         clock = self._clock
-        started = clock.time()
         try:
+            if batch.delay > 0:
+                # Jitter: the batch holds no slot while it waits; a stop ends the wait.
+                clock.wait(self._stopped, batch.delay)
+            started = clock.time()
             self._walk(batch)
             batch.pending -= 1
             if batch.pending:
@@ -150,26 +180,28 @@ class BatchRunner:
             )
 
     def _walk(self, batch: _Batch) -> None:
-        dedupe = self.dedupe
-        in_flight = self.in_flight
+        default = 1 if self.dedupe else None
+        instances = self.instances
         limit = self.limit
         ready = self._ready
         handed = batch.handed
         ids = batch.ids
+        jobs = batch.jobs
         pool = self._pool
         for position in range(len(ids)):
             job_id = ids[position]
-            if dedupe:
-                if job_id in in_flight:
-                    self._skip(batch, position, job_id)
-                    continue
-                in_flight.add(job_id)
+            most = getattr(jobs[position], "max_instances", None) or default
+            count = instances.get(job_id, 0)
+            if most is not None and count >= most:
+                self._skip(batch, position, job_id, "dedupe" if most is default else "max_instances")
+                continue
+            instances[job_id] = count + 1
             # A stop wins over a free slot: checked first, every time.
             while not self.stopping and self.running >= limit:
                 self._slot.clear()
                 self._clock.wait(self._slot)
             if self.stopping:
-                in_flight.discard(job_id)
+                self._release(job_id)
                 now = self._clock.time()
                 batch.finish(position, None, ShuttingDownError(), now, now)
                 self._life.emit(JobSkipped, job_id, batch.at, "limit")
@@ -198,14 +230,26 @@ class BatchRunner:
                 me.name = "greenworks.jobs[%s]" % job_id
                 if zope.event.subscribers:
                     self._life.emit(JobStarted, job_id, batch.at)
+                job = batch.jobs[position]
                 started_at = time()
                 value = error = None
+                timer = ctx = None
                 try:
                     try:
-                        value = batch.jobs[position].run()
+                        if getattr(job, "timed", False):
+                            ctx, timer = self._timed(worker, job)
+                            value = job.run(ctx)
+                        else:
+                            value = job.run()
                         if isinstance(value, Exception):
                             # A returned exception is the job's error (Go's `return nil, err`).
                             value, error = None, value
+                    except DeadlineExceeded as exc:
+                        error = exc
+                    except ContextError as exc:
+                        error = (
+                            exc if ctx is not None and ctx.err is not None else self._panicked(job_id, exc)
+                        )
                     except Exception as exc:
                         error = self._panicked(job_id, exc)
                     ended_at = time()
@@ -215,13 +259,18 @@ class BatchRunner:
                         self._life.emit(
                             JobFinished, job_id, batch.at, value, error, ended_at - started_at, lateness
                         )
+                    if self._on_run is not None:
+                        self._on_run(job_id, batch.at, started_at, ended_at, error)
                 finally:
                     # Also when the worker is killed mid-job: the slot and the batch move on.
+                    if timer is not None:
+                        timer.cancel()
+                    if ctx is not None:
+                        ctx.cancel()
                     worker.done += 1
                     self.running -= 1
                     self._slot.set()
-                    if self.dedupe:
-                        self.in_flight.discard(job_id)
+                    self._release(job_id)
                     batch.pending -= 1
                     if not batch.pending and batch.done is not None:
                         batch.done.set()
@@ -231,6 +280,24 @@ class BatchRunner:
             pool.park(worker)
             if worker.retire and not ready:
                 return
+
+    def _release(self, job_id: str) -> None:
+        count = self.instances.get(job_id, 0) - 1
+        if count > 0:
+            self.instances[job_id] = count
+        else:
+            self.instances.pop(job_id, None)
+
+    def _timed(self, worker: Any, job: Any) -> tuple[Any, Any]:
+        """A run's context (with the job's timeout as deadline) and the timer that interrupts it."""
+        timeout = job.timeout
+        if timeout is None:
+            return with_cancel(self._pool.ctx), None
+        ctx = with_timeout(self._pool.ctx, timeout)
+        grace = min(MAX_TIMEOUT_GRACE, TIMEOUT_GRACE * timeout)
+        error = DeadlineExceeded("job %r ran longer than its timeout of %ss" % (job.id, timeout))
+        timer = self._clock.call_later(timeout + grace, self._pool.interrupt, worker, worker.done, error)
+        return ctx, timer
 
     def _left(self, worker: Any) -> None:
         if not self._pool.workers and not self._batches:
@@ -246,11 +313,11 @@ class BatchRunner:
                 self._log.exception("job runner %r: on_panic(%r) raised", self._name, job_id)
         return error
 
-    def _skip(self, batch: _Batch, position: int, job_id: str) -> None:
+    def _skip(self, batch: _Batch, position: int, job_id: str, reason: str) -> None:
         self._stats["dedupe_skips_total"] += 1
         now = self._clock.time()
         batch.finish(position, None, SkippedDuplicateError(), now, now)
-        self._life.emit(JobSkipped, job_id, batch.at, "dedupe")
+        self._life.emit(JobSkipped, job_id, batch.at, reason)
         if self._on_skip is not None:
             try:
                 self._on_skip(job_id)

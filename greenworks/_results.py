@@ -238,10 +238,12 @@ class _Batch:
         "errors",
         "started",
         "ended",
+        "delay",
     )
 
     def __init__(self, at, jobs, ids, indices, items, reply=None):
         self.at = at
+        self.delay = 0.0  # seconds to wait before the first job starts (jitter)
         self.jobs = jobs  # the due jobs, in input order
         self.ids = ids  # their ids
         self.indices = indices  # their positions in the input (for input_order)

@@ -37,6 +37,7 @@ import urllib.request  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.socket  # noqa: E402
+import zope.event  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 from zope.interface import implementer  # noqa: E402
@@ -47,6 +48,7 @@ from greenworks.backoff import StaticBackoff  # noqa: E402
 from greenworks.clock import get_clock  # noqa: E402
 from greenworks.context import with_cancel, with_timeout  # noqa: E402
 from greenworks.dispatcher import Dispatcher  # noqa: E402
+from greenworks.events import PoolScaled, TaskGaveUp, TaskRestarted  # noqa: E402
 from greenworks.exceptions import SkippedDuplicateError  # noqa: E402
 from greenworks.interfaces import IRestartableTask, ITaskWithProgress  # noqa: E402
 from greenworks.jobs import JobRunner, job  # noqa: E402
@@ -61,6 +63,8 @@ BURST_EVERY = 1.5
 BURST_SIZE = 40
 #: The dispatcher halves its idle pool after this long without dispatches.
 SCALE_DOWN_WAIT = 0.4
+#: Seconds without a scaling step before a scaling move is reported as one line.
+SCALE_QUIET = 0.1
 HEALTH_EVERY = 0.2
 SLOW_REPORT_SECONDS = 1.5
 
@@ -166,43 +170,81 @@ def dispatcher_worker(dispatcher, work_server, console):
 
     def run(ctx):
         dispatcher.run()
-        next_burst = console.elapsed() + 0.2
-        reported = settled = dispatcher.worker_count
-        stable = 0
+        next_burst = 0.2
         try:
-            while True:
-                if console.elapsed() >= next_burst:
-                    next_burst += BURST_EVERY
-                    overflowed = sum(1 for _ in range(BURST_SIZE) if not dispatcher.dispatch(io_call))
-                    console.event(
-                        "dispatcher",
-                        "burst of %d socket calls (%d overflowed the buffer, kept on the stack)"
-                        % (BURST_SIZE, overflowed),
-                    )
-                # Report a scaling move once the pool size held still for a moment.
-                count = dispatcher.worker_count
-                stable = stable + 1 if count == settled else 0
-                settled = count
-                if stable >= 2 and count != reported:
-                    stats = dispatcher.stats()
-                    console.event(
-                        "dispatcher",
-                        "scaled %s %d -> %d workers (busy %d, buffered %d)"
-                        % (
-                            "up" if count > reported else "down",
-                            reported,
-                            count,
-                            stats.get("busy", 0),
-                            stats.get("buffered", 0),
-                        ),
-                    )
-                    reported = count
-                if not ctx.sleep(0.05):
-                    return
+            while ctx.sleep(max(0.0, next_burst - console.elapsed())):
+                next_burst += BURST_EVERY
+                overflowed = sum(1 for _ in range(BURST_SIZE) if not dispatcher.dispatch(io_call))
+                console.event(
+                    "dispatcher",
+                    "burst of %d socket calls (%d overflowed the buffer, kept on the stack)"
+                    % (BURST_SIZE, overflowed),
+                )
         finally:
             dispatcher.quit(drain=True)
 
     return named_worker("io-bursts", run)
+
+
+class DemoEvents:
+    """The demo's event lines, from the components' events (`greenworks.events`), not polling.
+
+    A zope.event subscriber: TaskManager restarts and give-ups are printed as
+    they happen; the Dispatcher's scaling steps (it doubles, 1 -> 2 -> 4 ...)
+    are summed into one line per move, printed once no step came for
+    `SCALE_QUIET` seconds.
+    """
+
+    def __init__(self, console, clock, dispatcher, manager):
+        self.console = console
+        self.clock = clock
+        self.dispatcher = dispatcher
+        self.manager = manager
+        self._move = None  # [before, after, (busy, buffered)] of the scaling move in progress
+        self._timer = None
+
+    def __call__(self, event):
+        if event.component is self.manager:
+            if isinstance(event, TaskRestarted):
+                self.console.event(
+                    "taskmanager", "%s failed, restarted (restart %d)" % (event.task_name, event.restarts)
+                )
+            elif isinstance(event, TaskGaveUp):
+                self.console.event(
+                    "taskmanager",
+                    "gave up on %s after %d restarts: %r" % (event.task_name, event.restarts, event.error),
+                )
+        elif event.component is self.dispatcher and isinstance(event, PoolScaled):
+            stats = self.dispatcher.stats()
+            figures = (stats["busy"], stats["buffered"])
+            if self._move is None or (event.after > event.before) != (self._move[1] > self._move[0]):
+                self._flush()
+                self._move = [event.before, event.after, figures]
+            else:
+                self._move[1:] = [event.after, figures]
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.clock.call_later(SCALE_QUIET, self._flush)
+
+    def _flush(self):
+        move, self._move = self._move, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if move is None or move[0] == move[1]:
+            return
+        # The figures as they were at the last step, not as they are now.
+        busy, buffered = move[2]
+        self.console.event(
+            "dispatcher",
+            "scaled %s %d -> %d workers (busy %d, buffered %d)"
+            % ("up" if move[1] > move[0] else "down", move[0], move[1], busy, buffered),
+        )
+
+    def close(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 # -- TaskManager: progress and a crash loop -----------------------------------
@@ -263,7 +305,7 @@ class CrashLoop:
 
 
 def taskmanager_worker(manager, seconds, console):
-    """Queue the tasks, then report restarts and the give-up as they happen."""
+    """Queue the tasks; their restarts and the give-up arrive as events."""
     tasks = [
         ProgressTask("copy-photos", 0.75 * seconds, console),
         ProgressTask("index-docs", 0.45 * seconds, console),
@@ -271,26 +313,10 @@ def taskmanager_worker(manager, seconds, console):
     ]
 
     def run(ctx):
+        # Restarts and the give-up are reported by DemoEvents as they happen.
         for task in tasks:
             manager.go(task)
-        seen = 0
-        gave_up = False
         try:
-            while not gave_up:
-                state = manager.task_status().get("flaky-sync")
-                failed = manager.failed_tasks().get("flaky-sync")
-                restarts = failed.restarts if failed is not None else state.restarts if state else seen
-                for number in range(seen + 1, restarts + 1):
-                    console.event("taskmanager", "flaky-sync failed, restarted (restart %d)" % number)
-                seen = max(seen, restarts)
-                if failed is not None:
-                    gave_up = True
-                    console.event(
-                        "taskmanager",
-                        "gave up on flaky-sync after %d restarts: %r" % (failed.restarts, failed.last_error),
-                    )
-                if not ctx.sleep(0.05):
-                    return
             ctx.wait()
         finally:
             manager.stop(timeout=2.0)
@@ -490,6 +516,8 @@ def _run(listener, console, clock, seconds):
 
     # Set before the first line is written: the reader may be gone by the second.
     console.on_broken = on_output_closed
+    lines = DemoEvents(console, clock, dispatcher, manager)
+    zope.event.subscribers.append(lines)
 
     status_server = WSGIServer(listener, status.wsgi_app(*components), log=None, error_log=None)
     status_server.start()
@@ -532,6 +560,8 @@ def _run(listener, console, clock, seconds):
         jobrunner.stop_and_wait()
         status_server.stop(timeout=1)
         work_server.stop()
+        zope.event.subscribers.remove(lines)
+        lines.close()
     left = [g.name for g in _greenlets.alive()]
     reason = received[0] if received else "end of --seconds"
     console.say(

@@ -16,11 +16,11 @@ __all__ = [
     "ContextError",
     "DeadlineExceeded",
     "EmptyStackError",
-    "ErrShuttingDown",
-    "ErrSkippedDuplicate",
     "GreenworksError",
     "InvalidArgument",
     "InvalidScheduleError",
+    "JobExistsError",
+    "JobLookupError",
     "LockError",
     "ManagerStoppedError",
     "PanicError",
@@ -175,10 +175,18 @@ class ShuttingDownError(GreenworksError):
         super().__init__(*(args or ("runner: shutting down before job started",)))
 
 
-#: The sentinel reported in ``JobResult.error`` for a deduplicated job.
-ErrSkippedDuplicate = SkippedDuplicateError()
-#: The sentinel reported in ``JobResult.error`` for a job stopped before it began.
-ErrShuttingDown = ShuttingDownError()
+class JobExistsError(GreenworksError, KeyError):
+    """``JobRunner.add_job`` of an id the runner has already (pass ``replace_existing=True``)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else "job id already exists"
+
+
+class JobLookupError(GreenworksError, KeyError):
+    """A JobRunner has no job with that id."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else "no such job"
 
 
 class InvalidScheduleError(InvalidArgument):
@@ -258,6 +266,8 @@ class RestartIntensityExceeded(SupervisorError):
             self.period,
             self.child,
         )
+
+
 # -- streams ------------------------------------------------------------------
 
 

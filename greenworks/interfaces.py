@@ -594,22 +594,76 @@ class IJob(Interface):
 
 
 class IJobRunner(IComponent):
-    """Runs the due jobs on each wall-clock tick, under a global concurrency limit.
+    """Runs jobs when they are due, under a global concurrency limit, once per cluster.
 
-    States: *running* (from construction) -> ``stop()`` -> *stopped* (no new
-    ticks, no new batches, jobs waiting for a slot get ``ErrShuttingDown``,
-    running jobs carry on) -> ``wait()`` -> *finished* (every batch done,
-    ``results`` closed, no greenlet left). ``wait()`` implies ``stop()``.
+    States: *running* (from construction) -> ``stop(wait=False)`` ->
+    *stopping* (nothing is scheduled any more; jobs waiting for a slot get a
+    `ShuttingDownError`; running jobs carry on) -> ``wait()`` or ``stop()``
+    -> *stopped* (every batch done, ``results`` closed, no greenlet left).
+    ``stop()`` with its default ``wait=True`` does both, killing what
+    outlives its *timeout*.
+
+    Jobs (`IJob`) come from ``add_job``/``scheduled``/``set_jobs`` (kept,
+    run whenever due) and ``push``/``push_and_await`` (batches used once).
+    A job's ``run`` is called with no argument (a `greenworks.jobs.Job`
+    passes its own arguments, and a ``ctx`` when its function takes one).
     """
 
     name = Attribute("str, read-only: the runner's name (greenlet names, logs, snapshot); default 'jobs'.")
-    tick = Attribute("float, read-only: seconds between ticks; boundaries are multiples of it; default 60.")
-    limit = Attribute("int, read-only: jobs running at once across all batches; default 50.")
+    tick = Attribute(
+        "float, read-only: seconds between the wall-clock boundaries at which polled jobs and pushed"
+        " batches are looked at; default 60."
+    )
+    limit = Attribute("int or None, read-only: jobs running at once across all batches; default 50.")
     results = Attribute(
         "Iterable stream of Results, read-only: keeps the newest ``results_buffer``, drops the oldest; "
-        "iteration ends once ``wait()`` closed it and it is drained."
+        "iteration ends once the runner stopped and it is drained."
     )
-    is_leader = Attribute("bool, read-only: whether it led its last tick (always True without a lock).")
+    is_leader = Attribute("bool, read-only: whether it led its last wake-up (always True without a lock).")
+    paused = Attribute("bool, read-only: whether ``pause()`` holds every job.")
+
+    def add_job(fn, schedule=None):
+        """Schedule ``fn(*args, **kwargs)``; return its Job.
+
+        Keyword-only options: ``id``, ``args``, ``kwargs``, ``max_instances``
+        (default 1), ``misfire_grace_time``, ``coalesce``, ``jitter``,
+        ``timeout``, ``replace_existing``.
+
+        :raises JobExistsError: the id is taken and *replace_existing* is false.
+        :raises InvalidScheduleError: an ``At`` already past its grace.
+        :raises InvalidArgument: naming any other bad option.
+        """
+
+    def scheduled(schedule=None):
+        """A decorator: ``add_job`` of the decorated function (same keyword options); returns it."""
+
+    def remove_job(job_id):
+        """Remove a job; a run in progress finishes. :raises JobLookupError: no such job."""
+
+    def get_job(job_id):
+        """Return the job of that id, or None."""
+
+    def get_jobs():
+        """Return every job, in the order they were added."""
+
+    def pause_job(job_id):
+        """Hold a job: its due times pass unrun (reported). :raises JobLookupError: no such job."""
+
+    def resume_job(job_id):
+        """Resume a job at its first due time after now. :raises JobLookupError: no such job."""
+
+    def pause():
+        """Hold every job until ``resume()``."""
+
+    def resume():
+        """End ``pause()``; the due times that passed meanwhile are not run."""
+
+    def run_job_now(job_id):
+        """Run a job now, outside its schedule (under ``limit`` and ``max_instances``); an AsyncResult
+        of its Result. :raises JobLookupError: no such job."""
+
+    def next_run_time(job_id):
+        """The job's next due time (aware datetime), or None. :raises JobLookupError: no such job."""
 
     def push(batch, timeout=None):
         """Queue a batch of jobs for the next tick; one batch is taken per tick, first in first out.
@@ -629,33 +683,36 @@ class IJobRunner(IComponent):
         """
 
     def set_jobs(jobs):
-        """Replace the standing set of jobs evaluated on every tick. Never blocks."""
+        """Replace the whole set of jobs (refusing two with one id). Never blocks but for a store."""
 
     def stats():
-        """Return a `Stats` snapshot (a new object). Never blocks."""
+        """Return the counters and sizes as a new dict of ints. Never blocks."""
 
     def in_flight_ids():
         """Return the sorted ids running or waiting for a slot (tracked only with dedupe, else [])."""
 
     def snapshot():
-        """Return a JSON-serialisable dict: component, name, tick, last_tick, next_tick, is_leader,
-        stats, jobs (the standing set's ids)."""
+        """Return a JSON-serialisable dict: the header, tick, limit, paused, last_tick, next_tick,
+        is_leader, leader_error, store, stats, and jobs (one dict per job)."""
 
-    def stop():
-        """End the tick and ingest greenlets; jobs waiting for a slot are not started.
+    def stop(timeout=None):
+        """Stop scheduling; with keyword ``wait=True`` (the default) wait for the jobs too, killing what
+        outlives *timeout*.
 
         Queued batches are discarded (counted), a held leader lease released.
-        Blocks until the lifecycle greenlets ended. Idempotent.
+        ``wait=False`` returns once the scheduler greenlets ended. Idempotent.
+
+        :return bool: False if jobs had to be killed.
         """
 
     def wait(timeout=None):
-        """``stop()``, block until in-flight batches finished, then close ``results``.
+        """Stop scheduling, block until in-flight batches finished, then close ``results``; kills nothing.
 
         :return bool: False if *timeout* passed first (results stay open).
         """
 
     def stop_and_wait(timeout=None):
-        """``stop()`` then ``wait(timeout)``; afterwards no greenlet of the runner is alive."""
+        """The seed's name for ``stop(timeout)``."""
 
 
 # -- seed 004: runutil --------------------------------------------------------
@@ -1404,6 +1461,8 @@ class IJobStore(Interface):
 
         A later call opens a new connection when it needs one.
         """
+
+
 # -- streams ------------------------------------------------------------------
 #
 # Durable work on Redis Streams consumer groups (`greenworks.streams`).

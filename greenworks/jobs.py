@@ -1,51 +1,56 @@
 """
-JobRunner: periodic jobs on wall-clock ticks, with a global concurrency
-limit, dedupe, panic capture, stats and leader election.
+JobRunner: periodic jobs with APScheduler-class control, once per cluster.
 
 Usage::
 
-    with JobRunner(limit=10, dedupe=True) as r:
-        r.set_jobs([job("report", send_report, Cron("0 8 * * *")),
-                    job("sweep", sweep, Every(minutes=5))])
-        for result in r.results:        # one Result per tick that ran something
-            log(result.errors())
+    with JobRunner(tick=60) as runner:
+        @runner.scheduled(Cron("0 8 * * *"), misfire_grace_time=600)
+        def report():
+            send_report()
 
-The pipeline:
+        runner.add_job(sweep, Every(minutes=5), max_instances=1, timeout=30)
+        runner.pause_job("sweep"); runner.resume_job("sweep")
+        runner.next_run_time("report")      # an aware datetime
 
-- A tick greenlet sleeps (through the clock, on the runner's Context) until
-  the next multiple of ``tick`` seconds of wall-clock time, measured against
-  absolute deadlines, so ticks never drift. If the hub was busy past several
-  boundaries, the next tick runs once and the boundaries skipped are counted
-  (``missed_ticks_total``), logged and announced (`TicksMissed`).
-- On each tick it evaluates the standing set (:meth:`JobRunner.set_jobs`) and
-  takes **at most one** pushed batch from the FIFO (a batch is used up by its
-  tick). Each job's ``is_run(now)`` is asked with *now* = the tick time in
-  ``timezone``; with ``tick`` a whole number of minutes that is second 0 of
-  the minute. The due jobs of one tick become one batch and one
-  :class:`Result`, run by a `~greenworks._batches.BatchRunner` on shared
-  workers, at most ``limit`` at a time.
+How it works:
+
+- A scheduler greenlet sleeps (through the clock) until the earliest due
+  time of its jobs (`~greenworks._timetable.Timetable`): a job whose
+  schedule has ``next_after`` (``Every``, ``Interval``, ``At``, ``Cron``,
+  ``AnyOf``, ``AllOf``) is due exactly then, so 1,000 hourly jobs wake the
+  runner hourly. Jobs whose schedule only answers ``is_run(now)`` (a plain
+  predicate, ``None`` for "every tick", a custom `IJob`) are asked on every
+  wall-clock multiple of ``tick``, as are pushed batches; ``tick`` is the
+  resolution of those, not a requirement of the others.
+- When it wakes late (the hub was busy, or no process ran while a job store
+  kept the due time), the misfire rules apply per job: a due time older than
+  ``misfire_grace_time`` is skipped and reported (`JobSkipped` "misfired",
+  ``misfired_total``); of those within grace ``coalesce=True`` runs the
+  latest once, ``coalesce=False`` each. Tick boundaries of polled jobs that
+  passed unseen are counted (``missed_ticks_total``, `TicksMissed`) and run once.
+- The due runs of one due time become one batch and one :class:`Result`,
+  run by a `~greenworks._batches.BatchRunner` on shared workers, at most
+  ``limit`` at once and at most ``max_instances`` per job; a job with
+  ``jitter`` starts a random ``[0, jitter]`` seconds late (from the runner's
+  ``random``, so tests are exact); a job with ``timeout`` gets a `Context`
+  with that deadline and is interrupted if it ignores it.
+- With a ``leader`` lock only the process holding it runs jobs, and each due
+  run is claimed as ``"<id>@<due UTC iso>"`` first (`~greenworks._leadership.Leadership`);
+  with a ``store`` (`greenworks.jobstores`) the store's compare-and-set claim
+  must agree too, so a due time runs once across processes and restarts, and
+  a runner that starts after a deploy catches up what it missed.
 - Results go to :attr:`JobRunner.results`, which keeps the newest
   ``results_buffer`` Results and drops (and counts) the oldest.
-- With a ``leader`` lock only the process holding it runs the tick's jobs,
-  and each due job is claimed as ``"<id>@<tick UTC iso>"`` first, so a job
-  runs at most once per tick across processes. A fenced lock
-  (`~greenworks.interfaces.IFencedLock`) refuses the claims of a stale leader
-  (one that was paused past its lease): it then stops leading at once. A lock
-  whose backend cannot be reached for 3 ticks in a row is reported once, at
-  ERROR, and shown in ``snapshot()["leader_error"]`` until it recovers.
-
-``push`` puts straight into the FIFO, so exactly ``batch_buffer`` batches
-are accepted before it blocks. Batches fed through ``source=`` pass through
-an ingest greenlet that holds one batch while the FIFO is full.
 
 Differences from the original (Sotaneum/go-runner): ``wait()`` implies
-``stop()`` (a later tick can never post to a closed stream), a stop always
-wins over a freed slot, a standing set and leader election exist, and
-``stop(timeout)`` waits for the jobs and kills what outlives it.
+``stop()``, a stop always wins over a freed slot, jobs can be added, removed,
+paused and run now, and ``stop(timeout)`` waits for the jobs and kills what
+outlives it.
 """
 
 import datetime
 import logging
+import random as _random
 from typing import Any
 
 import zope.event
@@ -56,24 +61,30 @@ from zope.interface import implementer
 from greenworks import _checks
 from greenworks._batches import NO_LIMIT, BatchRunner
 from greenworks._component import Lifecycle, State, iso
+from greenworks._job import Job, job
+from greenworks._leadership import Leadership
 from greenworks._results import JobResult, Result, ResultStream, _Batch
-from greenworks._schedules import Cron, Every, Job, job
-from greenworks.context import with_cancel
-from greenworks.events import JobSkipped, LeadershipAcquired, LeadershipLost, TicksMissed
+from greenworks._timetable import Timetable
+from greenworks.events import JobSkipped, TicksMissed
 from greenworks.exceptions import (
     InvalidScheduleError,
+    JobExistsError,
+    JobLookupError,
     PanicError,
     ShuttingDownError,
     SkippedDuplicateError,
     invalid_argument,
 )
-from greenworks.interfaces import IJobRunner, ILeaderLock
+from greenworks.interfaces import IJobRunner, IJobStore, ILeaderLock
+from greenworks.schedules import Cron, Every
 
 __all__ = [
     "Cron",
     "Every",
     "InvalidScheduleError",
     "Job",
+    "JobExistsError",
+    "JobLookupError",
     "JobResult",
     "JobRunner",
     "PanicError",
@@ -87,12 +98,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_BUFFER = 64
 DEFAULT_RESULTS_BUFFER = 8
-#: Consecutive ticks without reaching the leader lock's backend before one ERROR.
-LEADER_ERROR_TICKS = 3
 
 _US = 1000000
 _UTC = datetime.timezone.utc
-# A claim must outlive its tick so no process can claim the same tick again.
+# A claim must outlive its due time so no process can claim it again.
 _MIN_CLAIM_TTL = 1.0
 
 
@@ -108,25 +117,29 @@ def _check_jobs(name: str, jobs: Any) -> list[Any]:
 
 
 def _stats() -> dict[str, int]:
-    return {
-        "in_flight_jobs": 0,
-        "batch_queue_depth": 0,
-        "batch_queue_capacity": 0,
-        "dedupe_skips_total": 0,
-        "dropped_results_total": 0,
-        "missed_ticks_total": 0,
-        "not_leader_ticks_total": 0,
-        "claim_skips_total": 0,
-        "fenced_claims_total": 0,
-        "discarded_batches_total": 0,
-    }
+    return dict.fromkeys(
+        (
+            "in_flight_jobs",
+            "batch_queue_depth",
+            "batch_queue_capacity",
+            "dedupe_skips_total",
+            "dropped_results_total",
+            "missed_ticks_total",
+            "misfired_total",
+            "not_leader_ticks_total",
+            "claim_skips_total",
+            "fenced_claims_total",
+            "discarded_batches_total",
+        ),
+        0,
+    )
 
 
 @implementer(IJobRunner)
 class JobRunner:
     """Default implementation of `IJobRunner`.
 
-    Starts its tick greenlet (and the ingest greenlet with *source*) at
+    Starts its scheduler greenlet (and the ingest greenlet with *source*) at
     construction; ``stop()`` (or leaving a ``with`` block) ends it.
 
     :param source: optional queue (anything with a blocking ``get()``, e.g.
@@ -134,23 +147,26 @@ class JobRunner:
         ``StopIteration`` on it ends the ingest greenlet.
     :param limit: jobs running at once across all batches: an int ``>= 1``,
         or ``None`` for no limit (default 50).
-    :keyword bool dedupe: skip a job whose id is in flight (`SkippedDuplicateError`).
+    :keyword bool dedupe: a job whose id is in flight is skipped
+        (`SkippedDuplicateError`), unless its own ``max_instances`` says otherwise.
     :keyword int batch_buffer: FIFO size for pushed batches (``>= 1``).
     :keyword on_panic: ``on_panic(id, exc, stack)`` when a ``run()`` raised; runs
         in the worker greenlet that ran the job, which holds its slot until
         ``on_panic`` returns; its own exceptions are logged and ignored.
     :keyword on_skip: ``on_skip(id)`` for a dedupe skip, in the batch greenlet.
     :keyword int results_buffer: Results :attr:`results` keeps (>= 1).
-    :keyword float tick: seconds between ticks (>= 0.001); boundaries are
-        multiples of it in wall-clock time.
-    :keyword tzinfo timezone: zone of the *now* given to ``is_run``; ``None`` is
-        the clock's zone (local time for the real clock, UTC for a FakeClock).
+    :keyword float tick: seconds (>= 0.001) between the wall-clock boundaries
+        at which polled jobs and pushed batches are looked at.
+    :keyword tzinfo timezone: zone schedules are asked in; ``None`` is the
+        clock's zone (local time for the real clock, UTC for a FakeClock).
     :keyword bool input_order: order ``Result.items`` like the input instead of by completion.
     :keyword ILeaderLock leader: run jobs only while holding this lease; ``None``: always.
     :keyword float leader_ttl: the lease's ttl; default one ``tick`` (a lock
         that renews itself, like `RedisLock`, is then taken over within a
-        tick of its holder's death). Claims live ``max(2 * tick, 1)`` seconds
-        at least.
+        tick of its holder's death). Claims live ``max(2 * tick, 1)`` s at least.
+    :keyword IJobStore store: where job state survives restarts (`greenworks.jobstores`);
+        ``None`` keeps it in this process.
+    :keyword random: a ``random.Random`` for the jitter (seed it in tests).
     :keyword str name: shown in greenlet names, logs and :meth:`snapshot`.
     :raises InvalidArgument: for any argument of the wrong type or range.
     """
@@ -170,6 +186,8 @@ class JobRunner:
         input_order: bool = False,
         leader: Any = None,
         leader_ttl: float | None = None,
+        store: Any = None,
+        random: Any = None,
         name: str = "jobs",
         clock: Any = None,
         logger: Any = None,
@@ -190,6 +208,10 @@ class JobRunner:
                 raise invalid_argument(arg, value, "a callable or None")
         if leader is not None and not ILeaderLock.providedBy(leader):
             raise invalid_argument("leader", leader, "an ILeaderLock or None")
+        if store is not None and not IJobStore.providedBy(store):
+            raise invalid_argument("store", store, "an IJobStore (greenworks.jobstores) or None")
+        if random is not None and not callable(getattr(random, "uniform", None)):
+            raise invalid_argument("random", random, "a random.Random or None")
         leader_ttl = _checks.seconds("leader_ttl", leader_ttl, none=True, positive=True)
         self._life = life = Lifecycle(self, "jobs", name, clock, logger, __name__)
         self._clock = life.clock
@@ -201,16 +223,16 @@ class JobRunner:
         self.dedupe = bool(dedupe)
         self.batch_buffer = batch_buffer
         self._timezone = timezone
-        self._leader = leader
-        self._leader_ttl = tick if leader_ttl is None else leader_ttl
-        self._claim_ttl = max(self._leader_ttl, 2.0 * tick, _MIN_CLAIM_TTL)
+        self._random = random or _random.Random()
         self._source = source
-
-        self._fifo: list[list[Any]] = []  # pushed batches, oldest first
-        self._space = Event()  # set whenever the FIFO shrinks (or on stop)
-        self._standing: list[Any] = []
         self._stats = _stats()
         self._stats["batch_queue_capacity"] = batch_buffer
+        ttl = tick if leader_ttl is None else leader_ttl
+        self._leadership = Leadership(life, leader, ttl, max(ttl, 2.0 * tick, _MIN_CLAIM_TTL), self._stats)
+        self._table = Timetable(self._zone, store)
+        self._fifo: list[list[Any]] = []  # pushed batches, oldest first
+        self._space = Event()  # set whenever the FIFO shrinks (or on stop)
+        self._wake = Event()  # set when the next wake-up may be earlier (or on stop)
         self.results = ResultStream(results_buffer, self._clock)
         self._batches = BatchRunner(
             life,
@@ -222,14 +244,12 @@ class JobRunner:
             input_order=bool(input_order),
             on_panic=on_panic,
             on_skip=on_skip,
+            on_run=self._ran if store is not None else None,
         )
-        self._is_leader = leader is None
-        self._leader_failures = 0
-        self._leader_error: str | None = None
+        self._paused = False
         self._last_tick: datetime.datetime | None = None
         self._next_index = round(self._clock.time() * _US) // tick_us + 1
         self._stopping = False
-        self._ctx = with_cancel(None, clock=self._clock)
 
         life.started()
         self._tick_greenlet = life.spawn("greenworks.jobs[%s:tick]" % name, self._tick_loop)
@@ -256,11 +276,186 @@ class JobRunner:
 
     @property
     def is_leader(self) -> bool:
-        """Whether this runner led its last tick (bool; always True without ``leader``)."""
-        return self._is_leader
+        """Whether this runner led its last wake-up (bool; always True without ``leader``)."""
+        return self._leadership.is_leader
+
+    @property
+    def paused(self) -> bool:
+        """Whether :meth:`pause` holds every job (bool, read-only)."""
+        return self._paused
 
     def _zone(self) -> Any:
         return self._timezone or self._clock.now().tzinfo
+
+    def _changed(self) -> None:
+        self._wake.set()
+
+    # -- jobs --------------------------------------------------------------------
+
+    def add_job(
+        self,
+        fn: Any,
+        schedule: Any = None,
+        *,
+        id: str | None = None,
+        args: Any = (),
+        kwargs: Any = None,
+        max_instances: int | None = 1,
+        misfire_grace_time: float | None = None,
+        coalesce: bool = True,
+        jitter: float | None = None,
+        timeout: float | None = None,
+        replace_existing: bool = False,
+    ) -> Job:
+        """Schedule ``fn(*args, **kwargs)`` and return its `Job`. Never switches (but a store may).
+
+        :param schedule: an `ISchedule`, a predicate ``(now) -> bool``, or
+            None (every tick).
+        :keyword str id: default: the function's qualified name.
+        :keyword max_instances: runs of this job at once (default 1; ``None``: no limit).
+        :keyword misfire_grace_time: seconds a run may be late (``None``: however late).
+        :keyword coalesce: missed due times run once (True) or each (False).
+        :keyword jitter: seconds of random delay before each run.
+        :keyword timeout: seconds a run may take (its ``ctx`` deadline; then it is interrupted).
+        :keyword replace_existing: replace a job of the same id instead of refusing.
+        :raises JobExistsError: the id is taken and *replace_existing* is false.
+        :raises InvalidScheduleError: an ``At`` already past its grace.
+        :raises InvalidArgument: naming any other bad argument.
+        """
+        if id is None:
+            id = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+        made = Job(
+            id,
+            fn,
+            schedule,
+            args=args,
+            kwargs=kwargs,
+            max_instances=max_instances,
+            misfire_grace_time=misfire_grace_time,
+            coalesce=coalesce,
+            jitter=jitter,
+            timeout=timeout,
+        )
+        if not isinstance(replace_existing, bool):
+            raise invalid_argument("replace_existing", replace_existing, "a bool")
+        if id in self._table.entries and not replace_existing:
+            raise JobExistsError("job %r exists already (pass replace_existing=True to replace it)" % (id,))
+        self._add(made, id)
+        return made
+
+    def _add(self, item: Any, job_id: str) -> None:
+        now = self._clock.time()
+        schedule = getattr(item, "schedule", None)
+        when = getattr(schedule, "when", None)
+        entry = self._table.add(item, job_id, now)
+        if isinstance(when, datetime.datetime) and when.timestamp() <= now and entry.next_due is None:
+            # A one-off time already past: due at once if within grace, refused otherwise.
+            grace = getattr(item, "misfire_grace_time", None)
+            if grace is not None and now - when.timestamp() > grace:
+                self._table.remove(job_id)
+                raise InvalidScheduleError(
+                    "job %r: %r is %.0fs in the past, beyond misfire_grace_time=%ss"
+                    % (job_id, schedule, now - when.timestamp(), grace)
+                )
+            entry.next_due = when.timestamp()
+            self._table._push(entry)
+        self._changed()
+
+    def scheduled(self, schedule: Any = None, **options: Any) -> Any:
+        """Decorator: ``@runner.scheduled(Every(minutes=5), id="sweep")`` adds the function as a job.
+
+        Takes the keyword options of :meth:`add_job`; returns the function unchanged.
+        """
+
+        def decorate(fn: Any) -> Any:
+            self.add_job(fn, schedule, **options)
+            return fn
+
+        return decorate
+
+    def set_jobs(self, jobs: Any) -> None:
+        """Replace the whole set of jobs. Never switches (but a store may).
+
+        Jobs listed again keep their place in the timetable; the others are
+        removed. A batch already being evaluated keeps the jobs it started with.
+
+        :raises InvalidArgument: if *jobs* is not an iterable of jobs, or two
+            of them share an id.
+        """
+        jobs = _check_jobs("jobs", jobs)
+        ids = []
+        for item in jobs:
+            job_id = item.get_id()
+            if job_id in ids:
+                raise invalid_argument("jobs", job_id, "unique job ids (this one is listed twice)")
+            ids.append(job_id)
+        entries = self._table.entries
+        for job_id in [j for j in entries if j not in ids]:
+            self._table.remove(job_id)
+        for item, job_id in zip(jobs, ids, strict=True):
+            entry = entries.get(job_id)
+            if entry is None or entry.job is not item:
+                self._add(item, job_id)
+            else:
+                # Kept: move it to the end, so the set's order is the order given.
+                entries[job_id] = entries.pop(job_id)
+
+    def _entry(self, job_id: Any) -> Any:
+        entry = self._table.entries.get(job_id)
+        if entry is None:
+            raise JobLookupError("job runner %r has no job %r" % (self.name, job_id))
+        return entry
+
+    def remove_job(self, job_id: str) -> None:
+        """Remove the job (a run in progress finishes). :raises JobLookupError: no such job."""
+        self._entry(job_id)
+        self._table.remove(job_id)
+
+    def get_job(self, job_id: str) -> Any:
+        """Return the job of that id, or None."""
+        entry = self._table.entries.get(job_id)
+        return None if entry is None else entry.job
+
+    def get_jobs(self) -> list[Any]:
+        """Return every job, in the order they were added."""
+        return [entry.job for entry in self._table.entries.values()]
+
+    def pause_job(self, job_id: str) -> None:
+        """Hold the job: its due times pass without running (reported "paused") until resumed."""
+        self._table.set_paused(self._entry(job_id), True, self._clock.time())
+
+    def resume_job(self, job_id: str) -> None:
+        """Resume the job; it is next due at its schedule's first time after now."""
+        self._table.set_paused(self._entry(job_id), False, self._clock.time())
+        self._changed()
+
+    def pause(self) -> None:
+        """Hold every job (pushed batches too) until :meth:`resume`."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """End :meth:`pause`; due times that passed meanwhile are not run."""
+        self._paused = False
+        self._changed()
+
+    def next_run_time(self, job_id: str) -> datetime.datetime | None:
+        """When the job is next due (aware, the runner's zone), or None (paused, no more, or polled)."""
+        return self._table.next_run_time(self._entry(job_id))
+
+    def run_job_now(self, job_id: str) -> AsyncResult:
+        """Run the job now, outside its schedule (still under ``limit`` and ``max_instances``).
+
+        :return AsyncResult: of the run's `Result`.
+        :raises JobLookupError: no such job.
+        """
+        entry = self._entry(job_id)
+        reply = AsyncResult()
+        if self._stopping:
+            reply.set_exception(ShuttingDownError("runner: stopped before the job could run"))
+            return reply
+        at = datetime.datetime.fromtimestamp(self._clock.time(), self._zone())
+        self._batches.start_batch(_Batch(at, [entry.job], [job_id], [0], [], reply))
+        return reply
 
     # -- feeding -------------------------------------------------------------
 
@@ -272,12 +467,10 @@ class JobRunner:
 
         :return bool: True if queued; False after ``stop()`` or on timeout
             (the batch was not kept).
-        :raises InvalidArgument: if *batch* is not an iterable of jobs, or a
-            job's schedule cannot fire on this runner's ticks.
+        :raises InvalidArgument: if *batch* is not an iterable of jobs.
         """
         timeout = _checks.seconds("timeout", timeout, none=True, negative=True)
-        batch = self._checked("batch", batch)
-        return self._enqueue(batch, timeout)
+        return self._enqueue(_check_jobs("batch", batch), timeout)
 
     def _enqueue(self, batch: list[Any], timeout: float | None = None) -> bool:
         clock = self._clock
@@ -294,6 +487,7 @@ class JobRunner:
         if self._stopping:
             return False
         self._fifo.append(batch)
+        self._changed()
         return True
 
     def push_and_await(self, batch: Any) -> AsyncResult:
@@ -320,48 +514,6 @@ class JobRunner:
         reply.set_exception(ShuttingDownError("runner: stopped before the batch was accepted"))
         return reply
 
-    def set_jobs(self, jobs: Any) -> None:
-        """Replace the standing set evaluated on every tick. Never blocks.
-
-        A tick already being evaluated keeps the set it started with.
-
-        :raises InvalidArgument: if *jobs* is not an iterable of jobs, or two
-            of them share an id.
-        :raises InvalidScheduleError: naming the job, if its schedule can
-            never fire on this runner's ticks (an ``Every`` period that is not
-            a multiple of ``tick``, or an offset off the tick grid).
-        """
-        jobs = self._checked("jobs", jobs)
-        seen: set[Any] = set()
-        for item in jobs:
-            job_id = item.get_id()
-            if job_id in seen:
-                raise invalid_argument("jobs", job_id, "unique job ids (this one is listed twice)")
-            seen.add(job_id)
-        self._standing = jobs
-
-    def _checked(self, name: str, jobs: Any) -> list[Any]:
-        jobs = _check_jobs(name, jobs)
-        for item in jobs:
-            self._check_schedule(item)
-        return jobs
-
-    def _check_schedule(self, item: Any) -> None:
-        """Refuse a job whose ``Every`` schedule would never, or only sometimes, fall on a tick."""
-        schedule = getattr(item, "schedule", None)
-        period = getattr(schedule, "period", None)
-        if not isinstance(period, (int, float)) or isinstance(schedule, type):
-            return
-        offset = getattr(schedule, "offset", 0.0) or 0.0
-        tick_us = self._tick_us
-        period_us = round(period * _US)
-        offset_us = round(offset * _US)
-        if period_us % tick_us or offset_us % tick_us:
-            raise InvalidScheduleError(
-                "job %r: schedule %r cannot fire on a %gs tick: its period (%gs) and offset (%gs) must be"
-                " multiples of the tick" % (getattr(item, "id", item), schedule, self.tick, period, offset)
-            )
-
     def _ingest(self) -> None:
         source = self._source
         while not self._stopping:
@@ -383,126 +535,173 @@ class JobRunner:
                 self._stats["discarded_batches_total"] += 1
             self._held = None
 
-    # -- ticking -------------------------------------------------------------
+    # -- waking ----------------------------------------------------------------
 
     def _at(self, boundary_us: int) -> datetime.datetime:
         at = datetime.datetime.fromtimestamp(boundary_us // _US, _UTC)
         at += datetime.timedelta(microseconds=boundary_us % _US)
         return at.astimezone(self._zone())
 
-    def _tick_loop(self) -> None:
-        tick_us = self._tick_us
-        ctx = self._ctx
-        clock = self._clock
-        while not self._stopping:
-            boundary = self._next_index * tick_us
-            remaining = boundary - round(clock.time() * _US)
-            if remaining > 0:
-                if not ctx.sleep(remaining / _US):
-                    return
-                continue  # woken early, or the wall clock moved: recompute
-            current = round(clock.time() * _US) // tick_us
-            missed = current - self._next_index
-            if missed > 0:
-                self._stats["missed_ticks_total"] += missed
-                self._log.warning(
-                    "job runner %r missed %d tick(s): the hub was busy past their boundaries; ran once",
-                    self.name,
-                    missed,
-                )
-                self._life.emit(TicksMissed, missed)
-                self._next_index = current
-            index = self._next_index
-            self._next_index = index + 1
-            try:
-                self._run_tick(self._at(index * tick_us))
-            except Exception:  # a bug here must not end the ticks
-                self._log.exception("job runner %r: tick failed", self.name)
+    def _polling(self) -> bool:
+        return bool(self._fifo) or any(entry.polled for entry in self._table.entries.values())
 
-    def _run_tick(self, at: datetime.datetime) -> None:
+    def _next_wake_us(self) -> int | None:
+        target = self._next_index * self._tick_us if self._polling() else None
+        earliest = self._table.earliest()
+        if earliest is not None:
+            due = round(earliest * _US)
+            target = due if target is None else min(target, due)
+        return target
+
+    def _tick_loop(self) -> None:
+        clock = self._clock
+        wake = self._wake
+        while not self._stopping:
+            target = self._next_wake_us()
+            now_us = round(clock.time() * _US)
+            if target is None or target > now_us:
+                wake.clear()
+                clock.wait(wake, None if target is None else (target - now_us) / _US)
+                continue  # woken early, by a change, or the wall clock moved: recompute
+            try:
+                self._wake_up(now_us)
+            except Exception:  # a bug here must not end the runner
+                self._log.exception("job runner %r: scheduling failed", self.name)
+
+    def _wake_up(self, now_us: int) -> None:
+        tick_us = self._tick_us
+        current = now_us // tick_us
+        boundary = None
+        if self._polling():
+            if current >= self._next_index:
+                missed = current - self._next_index
+                if missed > 0:
+                    self._stats["missed_ticks_total"] += missed
+                    self._log.warning(
+                        "job runner %r missed %d tick(s): the hub was busy past their boundaries; ran once",
+                        self.name,
+                        missed,
+                    )
+                    self._life.emit(TicksMissed, missed)
+                boundary = current * tick_us
+                self._next_index = current + 1
+        elif current >= self._next_index:
+            # Nothing polls: boundaries pass unwatched, and none is "missed".
+            self._next_index = current + 1
+        due = self._table.due(now_us / _US)
+        if boundary is None and not due:
+            return
+        at = self._at(boundary if boundary is not None else now_us)
         self._last_tick = at
-        if not self._lead():
-            self._stats["not_leader_ticks_total"] += 1
-            self._log.debug("job runner %r: not the leader at %s, no jobs run", self.name, at)
-            if zope.event.subscribers:
-                self._announce_not_leader(at)
+        if self._paused or not self._leadership.lead():
+            self._skip_wake(at, boundary, due)
             return
-        jobs = list(self._standing)
-        popped = bool(self._fifo)
-        if popped:
-            jobs.extend(self._fifo.pop(0))
-            self._space.set()
-        if not jobs:
-            return
-        batch = self._prepare(at, jobs, claim=self._leader is not None)
-        if popped or batch.jobs or batch.items:
+        groups: dict[int, list[Any]] = {}
+        claims = []
+        for entry, runs, misfired in due:
+            self._misfired(entry, misfired)
+            if entry.paused:
+                for run in runs:
+                    self._life.emit(JobSkipped, entry.id, self._at(round(run * _US)), "paused")
+                continue
+            for run in runs:
+                run_at = self._at(round(run * _US))
+                if self._leadership.claim(entry.id, run_at):
+                    claims.append((entry, run))
+                else:
+                    self._life.emit(JobSkipped, entry.id, run_at, "claimed")
+        won = self._table.claim(claims)
+        for (entry, run), ok in zip(claims, won, strict=True):
+            if ok:
+                groups.setdefault(round(run * _US), []).append(entry.job)
+            else:
+                self._life.emit(JobSkipped, entry.id, self._at(round(run * _US)), "claimed")
+        for entry, _runs, _misfired in due:
+            if entry.next_due is None and not entry.polled:
+                # A one-off schedule that came due: the job is done.
+                self._table.remove(entry.id)
+        legacy = None
+        if boundary is not None:
+            jobs = [entry.job for entry in self._table.entries.values() if entry.polled and not entry.paused]
+            popped = bool(self._fifo)
+            if popped:
+                jobs.extend(self._fifo.pop(0))
+                self._space.set()
+            if jobs or popped:
+                legacy = self._prepare(at, jobs, claim=self._leadership.lock is not None)
+                if not (popped or legacy.jobs or legacy.items):
+                    legacy = None
+        self._start(groups, boundary, legacy)
+
+    def _start(self, groups: dict[int, list[Any]], boundary: int | None, legacy: _Batch | None) -> None:
+        """Start one batch per due time (the tick's polled jobs join theirs); jittered jobs alone."""
+        if legacy is not None and boundary not in groups:
+            self._batches.start_batch(legacy)
+            legacy = None
+        for due_us in sorted(groups):
+            at = self._at(due_us)
+            plain = []
+            for item in groups[due_us]:
+                if getattr(item, "jitter", None):
+                    alone = _Batch(at, [item], [item.id], [0], [])
+                    alone.delay = self._random.uniform(0.0, item.jitter)
+                    self._batches.start_batch(alone)
+                else:
+                    plain.append(item)
+            if legacy is not None and due_us == boundary:
+                first = len(legacy.indices) and max(legacy.indices) + 1
+                batch = _Batch(
+                    at,
+                    legacy.jobs + plain,
+                    legacy.ids + [item.id for item in plain],
+                    legacy.indices + list(range(first, first + len(plain))),
+                    legacy.items,
+                )
+                legacy = None
+            elif plain:
+                batch = _Batch(at, plain, [item.id for item in plain], list(range(len(plain))), [])
+            else:
+                continue
             self._batches.start_batch(batch)
 
-    def _announce_not_leader(self, at: datetime.datetime) -> None:
-        # Only with a subscriber: a follower does not otherwise ask is_run.
-        for item in list(self._standing):
-            try:
-                if item.is_run(at):
-                    self._life.emit(JobSkipped, item.get_id(), at, "not_leader")
-            except Exception:
-                continue
+    def _skip_wake(self, at: datetime.datetime, boundary: int | None, due: list[Any]) -> None:
+        reason = "paused" if self._paused else "not_leader"
+        if reason == "not_leader":
+            self._stats["not_leader_ticks_total"] += 1
+            self._log.debug("job runner %r: not the leader at %s, no jobs run", self.name, at)
+        for entry, runs, misfired in due:
+            self._misfired(entry, misfired)
+            for run in runs:
+                self._life.emit(JobSkipped, entry.id, self._at(round(run * _US)), reason)
+        if boundary is not None and zope.event.subscribers:
+            # A follower does not otherwise ask is_run: only for the subscribers.
+            for entry in self._table.polled():
+                try:
+                    if entry.job.is_run(at):
+                        self._life.emit(JobSkipped, entry.id, at, reason)
+                except Exception:
+                    continue
 
-    def _lead(self) -> bool:
-        """Be the leader this tick, or not; a lock that raises or cannot reach its backend means not."""
-        leader = self._leader
-        if leader is None:
-            return True
-        error: BaseException | None = None
-        try:
-            ok = False
-            if self._is_leader and leader.is_held:
-                ok = bool(leader.renew())
-            if not ok:
-                ok = bool(leader.acquire(self._leader_ttl))
-            if not ok:
-                error = getattr(leader, "last_error", None)
-        except Exception as exc:
-            ok = False
-            error = exc
-        self._note_leader_error(error)
-        if ok != self._is_leader:
-            self._log.info("job runner %r: %s leadership", self.name, "took" if ok else "lost")
-            if ok:
-                self._life.emit(LeadershipAcquired)
-            else:
-                self._life.emit(LeadershipLost, "error" if error is not None else "lost")
-        self._is_leader = ok
-        return ok
-
-    def _note_leader_error(self, error: BaseException | None) -> None:
-        """Say once, loudly, that the lock's backend is out of reach; once that it is back."""
-        if error is None:
-            if self._leader_error is not None:
-                self._log.warning("job runner %r: the leader lock is reachable again", self.name)
-            self._leader_failures = 0
-            self._leader_error = None
+    def _misfired(self, entry: Any, misfired: list[float]) -> None:
+        if not misfired:
             return
-        self._leader_failures += 1
-        if self._leader_failures == LEADER_ERROR_TICKS:
-            self._leader_error = "%s: %s" % (type(error).__name__, error)
-            self._log.error(
-                "job runner %r: the leader lock %r failed on %d ticks in a row; no jobs run until it"
-                " recovers: %s",
-                self.name,
-                self._leader,
-                LEADER_ERROR_TICKS,
-                self._leader_error,
-                exc_info=error,
-            )
-        else:
-            self._log.debug("job runner %r: leader lock failed: %r", self.name, error)
+        self._stats["misfired_total"] += len(misfired)
+        self._log.warning(
+            "job runner %r: job %r missed %d due time(s) beyond its misfire_grace_time (%ss); skipped",
+            self.name,
+            entry.id,
+            len(misfired),
+            getattr(entry.job, "misfire_grace_time", None),
+        )
+        for run in misfired:
+            self._life.emit(JobSkipped, entry.id, self._at(round(run * _US)), "misfired")
 
     def _prepare(self, at: datetime.datetime, jobs: list[Any], claim: bool) -> _Batch:
+        """The due jobs of *jobs* at *at*, asking each ``is_run`` (and claiming them with *claim*)."""
         runnable = []
         ids = []
         indices = []
         items = []
-        fenced = False
         for index, item in enumerate(jobs):
             try:
                 job_id = item.get_id()
@@ -511,54 +710,34 @@ class JobRunner:
                 items.append(JobResult("<%s>" % type(item).__name__, None, exc, at, at, index))
                 continue
             try:
-                due = item.is_run(at)
+                is_due = item.is_run(at)
             except Exception as exc:
                 self._log.exception("job runner %r: is_run() of %r raised; job not run", self.name, job_id)
                 items.append(JobResult(job_id, None, exc, at, at, index))
                 continue
-            if not due:
+            if not is_due:
                 continue
-            if claim:
-                if fenced:
-                    self._stats["fenced_claims_total"] += 1
-                    continue
-                outcome = self._claim(job_id, at)
-                if str(outcome) == "fenced":
-                    fenced = True
-                    self._fenced()
-                    continue
-                if not outcome:
-                    continue
+            if claim and not self._leadership.claim(job_id, at):
+                self._life.emit(JobSkipped, job_id, at, "claimed")
+                continue
             runnable.append(item)
             ids.append(job_id)
             indices.append(index)
         return _Batch(at, runnable, ids, indices, items)
 
-    def _claim(self, job_id: str, at: datetime.datetime) -> Any:
-        key = "%s@%s" % (job_id, at.astimezone(_UTC).isoformat())
-        try:
-            outcome = self._leader.claim(key, self._claim_ttl)
-        except Exception:
-            self._log.exception("job runner %r: claim %r failed; job not run", self.name, key)
-            outcome = False
-        if str(outcome) == "fenced":
-            self._stats["fenced_claims_total"] += 1
-        elif not outcome:
-            self._stats["claim_skips_total"] += 1
-            self._life.emit(JobSkipped, job_id, at, "claimed")
-        return outcome
+    def _ran(self, job_id: str, due: datetime.datetime, started: float, ended: float, error: Any) -> None:
+        from greenworks.jobstores import LastRun
 
-    def _fenced(self) -> None:
-        """A newer leader exists: this one was paused past its lease. Stop leading at once."""
-        self._log.warning(
-            "job runner %r: a newer leader holds %r (this process was paused past its lease);"
-            " no jobs run until it leads again",
-            self.name,
-            self._leader,
+        self._table.record(
+            job_id,
+            LastRun(
+                due.astimezone(_UTC),
+                datetime.datetime.fromtimestamp(started, _UTC),
+                ended - started,
+                "ok" if error is None else "error",
+                None if error is None else repr(error),
+            ),
         )
-        if self._is_leader:
-            self._is_leader = False
-            self._life.emit(LeadershipLost, "fenced")
 
     # -- inspecting ----------------------------------------------------------
 
@@ -566,12 +745,13 @@ class JobRunner:
         """Return the counters and sizes now, as a new dict of ints. Never blocks.
 
         ``in_flight_jobs`` (jobs holding a slot), ``batch_queue_depth`` /
-        ``batch_queue_capacity`` (pushed batches), ``dedupe_skips_total``,
-        ``dropped_results_total``, ``missed_ticks_total``,
-        ``not_leader_ticks_total``, ``claim_skips_total`` (due jobs another
-        process had claimed), ``fenced_claims_total`` (claims refused because
-        a newer leader exists), ``discarded_batches_total`` (queued batches
-        dropped by ``stop()``).
+        ``batch_queue_capacity`` (pushed batches), ``dedupe_skips_total``
+        (runs skipped by dedupe or ``max_instances``), ``dropped_results_total``,
+        ``missed_ticks_total``, ``misfired_total`` (due times skipped as too
+        late), ``not_leader_ticks_total``, ``claim_skips_total`` (due runs
+        another process had claimed), ``fenced_claims_total`` (claims refused
+        because a newer leader exists), ``discarded_batches_total`` (queued
+        batches dropped by ``stop()``).
         """
         stats = dict(self._stats)
         stats["in_flight_jobs"] = self._batches.running
@@ -580,33 +760,38 @@ class JobRunner:
         return stats
 
     def in_flight_ids(self) -> list[str]:
-        """Return the sorted ids marked in flight (running or waiting for a slot); ``[]`` without dedupe."""
-        return sorted(self._batches.in_flight)
+        """Return the sorted ids running or waiting for a slot; ``[]`` without dedupe."""
+        return sorted(self._batches.instances) if self.dedupe else []
 
     def snapshot(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict describing the runner (for status pages).
 
-        Beyond the common header: ``tick``, ``last_tick``, ``next_tick``,
-        ``is_leader``, ``leader_error`` (None, or the backend error once it
-        failed 3 ticks in a row), ``stats`` and ``jobs``, one dict per job of
-        the standing set: ``id``, ``schedule`` (its text), ``running`` (in
-        flight, with dedupe) and ``last_run`` (None or ``{"at", "duration",
-        "outcome", "error"}``).
+        Beyond the common header: ``tick``, ``limit``, ``paused``,
+        ``last_tick``, ``next_tick`` (the next wake-up), ``is_leader``,
+        ``leader_error`` (None, or the backend error once it failed 3 ticks in
+        a row), ``store`` (its snapshot, or None), ``stats`` and ``jobs``, one
+        dict per job: ``id``, ``schedule`` (its text), ``next_run``,
+        ``paused``, ``running`` (runs in flight), ``misfires`` and
+        ``last_run`` (None or ``{"at", "duration", "outcome", "error"}``).
         """
         last_runs = self._batches.last_runs
-        in_flight = self._batches.in_flight
+        instances = self._batches.instances
         jobs = []
-        for item in list(self._standing):
-            try:
-                job_id = str(item.get_id())
-            except Exception:
-                job_id = "<%s>" % type(item).__name__
-            last = last_runs.get(job_id)
+        for entry in list(self._table.entries.values()):
+            item = entry.job
+            last = last_runs.get(entry.id)
+            describe = getattr(item, "describe", None)
+            next_run = self._table.next_run_time(entry)
             jobs.append(
                 {
-                    "id": job_id,
-                    "schedule": str(getattr(item, "schedule", None) or "every tick"),
-                    "running": job_id in in_flight,
+                    "id": str(entry.id),
+                    "schedule": describe()
+                    if callable(describe)
+                    else str(getattr(item, "schedule", "every tick")),
+                    "next_run": None if next_run is None else next_run.astimezone(_UTC).isoformat(),
+                    "paused": entry.paused,
+                    "running": instances.get(entry.id, 0),
+                    "misfires": entry.misfires,
                     "last_run": None
                     if last is None
                     else {
@@ -619,15 +804,19 @@ class JobRunner:
             )
         next_tick = None
         if not self._stopping:
-            next_tick = self._at(self._next_index * self._tick_us).astimezone(_UTC).isoformat()
+            target = self._next_wake_us()
+            next_tick = None if target is None else self._at(target).astimezone(_UTC).isoformat()
+        store = self._table.store
         snap = self._life.header()
         snap.update(
             tick=self.tick,
             limit=self._limit,
+            paused=self._paused,
             last_tick=None if self._last_tick is None else self._last_tick.astimezone(_UTC).isoformat(),
             next_tick=next_tick,
-            is_leader=self._is_leader,
-            leader_error=self._leader_error,
+            is_leader=self._leadership.is_leader,
+            leader_error=self._leadership.error,
+            store=None if store is None else store.snapshot(),
             stats=self.stats(),
             jobs=jobs,
         )
@@ -636,7 +825,7 @@ class JobRunner:
     # -- stopping ------------------------------------------------------------
 
     def start(self) -> "JobRunner":
-        """See `IComponent.start`: a JobRunner ticks from construction, so this returns it.
+        """See `IComponent.start`: a JobRunner runs from construction, so this returns it.
 
         :raises ShuttingDownError: after :meth:`stop` (a JobRunner does not restart).
         """
@@ -645,16 +834,16 @@ class JobRunner:
         return self
 
     def stop(self, timeout: float | None = None, *, wait: bool = True) -> bool:
-        """Stop ticking and ingesting; jobs waiting for a slot get a `ShuttingDownError`.
+        """Stop scheduling and ingesting; jobs waiting for a slot get a `ShuttingDownError`.
 
         Queued batches are discarded, counted and logged; a held leader lease
-        is released. With *wait* (the default) it then blocks until every
-        batch finished, kills whatever still runs *timeout* seconds after the
-        call (on the clock; ``None``: waits as long as it takes) and closes
-        :attr:`results`. ``stop(wait=False)`` (the seed's ``Stop``) returns
-        once the tick and ingest greenlets ended while running jobs carry on
-        (:meth:`wait` waits for them); it may be called from a job.
-        Idempotent.
+        is released. With *wait* (the default) the contexts of running jobs
+        are cancelled, and it blocks until every batch finished, kills
+        whatever still runs *timeout* seconds after the call (on the clock;
+        ``None``: waits as long as it takes) and closes :attr:`results`.
+        ``stop(wait=False)`` (the seed's ``Stop``) returns once the scheduler
+        and ingest greenlets ended while running jobs carry on (:meth:`wait`
+        waits for them); it may be called from a job. Idempotent.
 
         :return bool: True if everything ended in time (always True with
             ``wait=False``); False if jobs had to be killed.
@@ -667,6 +856,7 @@ class JobRunner:
             return True
         self._life.check_not_own("stop")
         self._stop_ticking()
+        self._batches.stop(cancel=True)
         clean = self._clock.wait(self._batches.idle, timeout)
         if not clean:
             self._life.finish(self._batches.greenlets(), 0, "job")
@@ -678,10 +868,10 @@ class JobRunner:
         return self.stop(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Stop ticking (as ``stop(wait=False)``), wait for every batch, close :attr:`results`.
+        """Stop scheduling (as ``stop(wait=False)``), wait for every batch, close :attr:`results`.
 
         Unlike :meth:`stop` it kills nothing: after *timeout* it returns
-        False and the jobs carry on. No tick can come after ``wait()``.
+        False and the jobs carry on. Nothing is scheduled after ``wait()``.
 
         :return bool: False if *timeout* passed first (results stay open).
         :raises ReentrantStopError: from one of the runner's own greenlets.
@@ -702,19 +892,19 @@ class JobRunner:
     def _stop_ticking(self) -> None:
         tick = self._tick_greenlet
         if self._stopping:
-            # A concurrent stop is ending the tick greenlet: wait for it, unless we are it.
-            if not _is_current(tick):
+            # A concurrent stop is ending the scheduler greenlet: wait for it, unless we are it.
+            if tick is not getcurrent():
                 tick.join()
             return
         self._stopping = True
         self._life.state = State.STOPPING
-        self._ctx.cancel()
+        self._wake.set()
         self._space.set()
         self._batches.stop()
         ingest = self._ingest_greenlet
-        if ingest is not None and not _is_current(ingest):
+        if ingest is not None and ingest is not getcurrent():
             ingest.kill()
-        if not _is_current(tick):
+        if tick is not getcurrent():
             tick.join()
         discarded = len(self._fifo) + (self._held is not None)
         self._held = None
@@ -722,14 +912,8 @@ class JobRunner:
             self._fifo.clear()
             self._stats["discarded_batches_total"] += discarded
             self._log.warning("job runner %r stopped; dropped %d queued batch(es)", self.name, discarded)
-        if self._leader is not None and self._is_leader:
-            try:
-                self._leader.release()
-            except Exception:
-                self._log.exception("job runner %r: releasing the leader lock failed", self.name)
-            self._is_leader = False
-            self._life.emit(LeadershipLost, "stopped")
-        self._log.info("job runner %r stopped ticking", self.name)
+        self._leadership.release()
+        self._log.info("job runner %r stopped scheduling", self.name)
 
     def __enter__(self) -> "JobRunner":
         return self.start()
@@ -745,7 +929,3 @@ class JobRunner:
             self._limit,
             self._batches.running,
         )
-
-
-def _is_current(greenlet: Any) -> bool:
-    return greenlet is getcurrent()

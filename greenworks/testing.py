@@ -190,6 +190,22 @@ class FakeClock:
         self._mono = max(self._mono, target)
         settle()
 
+    def stall(self, seconds):
+        """Move time forward by *seconds* at once, as a hub blocked by CPU work would, then wake.
+
+        Unlike :meth:`advance`, the sleepers whose deadlines passed meanwhile
+        all wake *after* the jump, in deadline order, and each sees the late
+        time: this is how tests play "the loop was blocked for five minutes"
+        (missed ticks, misfires). Returns once the woken greenlets blocked again.
+
+        :raises InvalidArgument: if *seconds* is negative or not a number.
+        """
+        if not is_real(seconds) or not seconds >= 0:
+            raise invalid_argument("seconds", seconds, "a number of seconds >= 0")
+        settle()
+        self._mono += seconds
+        self.advance(0)
+
     def advance_to_next(self):
         """Advance exactly to the earliest pending deadline; return the seconds moved (0 if none)."""
         deadline = self.next_deadline()

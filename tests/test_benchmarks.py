@@ -288,6 +288,8 @@ class TestExecutorScenario:
             for name, runs in reps.items():
                 assert all(w["done"] == total for w in runs), (group, name)
         assert len(result["notes"]) == 2
+
+
 class TestStreamsScenario:
     @pytest.mark.timeout(60)
     def test_streams_drains_every_message_on_every_variant(self):

@@ -272,11 +272,13 @@ class TestTicks:
         assert [len(rec.runs) for rec in recs] == [1, 1, 0]
 
     def test_tick_with_empty_fifo_does_nothing(self, clock, runners):
-        """[MATCH] A tick with an empty FIFO (and no standing set) yields no Result."""
+        """[MATCH] A tick with an empty FIFO (and no standing set) yields no Result: the runner does
+        not even wake (no timer is armed) until something is pushed or added."""
         r = runners()
         clock.advance(180)
         assert drain(r) == []
-        assert r.snapshot()["last_tick"] == minute(3).isoformat()
+        assert r.snapshot()["last_tick"] is None and r.snapshot()["next_tick"] is None
+        assert clock.sleepers == 0
 
     def test_batch_is_used_up_by_its_tick(self, clock, runners):
         """[MATCH] A pushed batch runs on one tick and is not re-run on later ticks."""

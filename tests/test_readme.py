@@ -18,13 +18,22 @@ CAPABILITIES = (
     "Dispatcher",
     "TaskManager",
     "JobRunner",
+    "Schedules",
+    "Job stores",
     "runutil",
+    "GreenExecutor",
+    "Task groups",
+    "Supervisor trees",
     "Status page",
+    "Watching it run",
 )
+#: Sections whose snippets need a redis-server: shown as literal blocks, not run.
+REDIS_SECTIONS = ("Durable work across hosts", "Scaling out")
 HOOKS = (
     "post_worker_init = greenworks.gunicorn.post_worker_init",
     "worker_int = greenworks.gunicorn.worker_int",
     "worker_exit = greenworks.gunicorn.worker_exit",
+    "child_exit = greenworks.gunicorn.child_exit",
 )
 _UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1+\s*$")
 
@@ -116,6 +125,8 @@ class TestReadmeSnippets:
         sections = [section for section, _, _ in SNIPPETS]
         for capability in CAPABILITIES:
             assert any(s and s.startswith(capability) for s in sections), capability
+        for title in REDIS_SECTIONS:
+            assert title in read_readme(), title
         for _section, line, code in SNIPPETS:
             assert re.search(r"^\s*assert ", code, flags=re.M), "snippet at line %d does not assert" % line
 

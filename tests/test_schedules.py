@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from zope.interface.verify import verifyClass, verifyObject
 
-import greenworks._schedules
+import greenworks
 import greenworks.jobs
 from greenworks import _cron, schedules
 from greenworks.exceptions import InvalidArgument, InvalidScheduleError
@@ -68,9 +68,9 @@ class TestInterfaces:
         assert verifyObject(ISchedule, examples[cls])
 
     def test_old_import_paths_are_the_same_classes(self):
-        """greenworks._schedules and greenworks.jobs still export Every and Cron, now from schedules."""
-        assert greenworks._schedules.Every is Every is greenworks.jobs.Every
-        assert greenworks._schedules.Cron is Cron is greenworks.jobs.Cron
+        """greenworks and greenworks.jobs still export Every and Cron, now from greenworks.schedules."""
+        assert greenworks.Every is Every is greenworks.jobs.Every
+        assert greenworks.Cron is Cron is greenworks.jobs.Cron
 
     def test_cron_needs_no_croniter(self, monkeypatch):
         """Cron parses and fires with croniter hidden: it is no longer a run-time dependency."""
