@@ -731,7 +731,7 @@ class Dispatcher:
         low = self._min_workers if min_workers is None else min_workers
         high = self._max_workers if max_workers is None else max_workers
         low, high = _check_bounds(low, high)
-        before = len(self._pool)
+        before = self._pool.live()
         self._min_workers, self._max_workers = low, high
         if not self._life.running:
             return
