@@ -242,7 +242,7 @@ class BatchRunner:
                         else:
                             value = job.run()
                         if isinstance(value, Exception):
-                            # A returned exception is the job's error (Go's `return nil, err`).
+                            # A returned exception is the job's error.
                             value, error = None, value
                     except DeadlineExceeded as exc:
                         error = exc

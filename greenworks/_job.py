@@ -1,7 +1,7 @@
 """
 What a JobRunner runs: `Job`, a function with an id, a schedule and its options.
 
-``job(id, fn, schedule)`` builds the plain job the seed knew; ``JobRunner.add_job``
+``job(id, fn, schedule)`` builds a plain job; ``JobRunner.add_job``
 and ``@runner.scheduled`` build one with the options APScheduler users expect
 (arguments, ``max_instances``, ``misfire_grace_time``, ``coalesce``, ``jitter``,
 ``timeout``). A job whose function has a parameter called ``ctx`` is given a

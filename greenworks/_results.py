@@ -21,7 +21,7 @@ __all__ = ["JobResult", "Result", "ResultStream"]
 
 @dataclasses.dataclass(slots=True)
 class JobResult:
-    """The outcome of one job on one tick (Go's ``JobResult``).
+    """The outcome of one job on one due time.
 
     :ivar str id: the job's id.
     :ivar value: what ``run()`` returned; ``None`` when ``error`` is set.
@@ -128,7 +128,7 @@ class Result:
 
 
 class ResultStream:
-    """The bounded stream of Results (Go's ``ResultCh``), newest kept.
+    """The bounded stream of Results, newest kept.
 
     ``put`` never blocks: when *maxsize* Results wait, the oldest is dropped
     and counted. Iterating yields Results as they come, in the order they

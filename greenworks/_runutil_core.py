@@ -22,7 +22,7 @@ logger = logging.getLogger("greenworks.runutil")
 
 @implementer(IWorker)
 class WorkerFunc:
-    """Default implementation of `IWorker` over a callable ``fn(ctx)`` (Go's ``WorkerFunc``)."""
+    """Default implementation of `IWorker` over a callable ``fn(ctx)``."""
 
     __slots__ = ("fn",)
 
@@ -40,7 +40,7 @@ class WorkerFunc:
 
 @implementer(IRunOnce)
 class JobFunc:
-    """Default implementation of `IRunOnce` over a callable ``fn(ctx)`` (Go's ``JobFunc``)."""
+    """Default implementation of `IRunOnce` over a callable ``fn(ctx)``."""
 
     __slots__ = ("fn",)
 
@@ -152,7 +152,7 @@ class NamedWorker:
 def named_worker(name, worker):
     """Return *worker* running as subsystem *name*; see :class:`NamedWorker`.
 
-    The name is used verbatim (no ``%`` formatting, unlike seed v8.2-8.7).
+    The name is used verbatim (no ``%`` formatting).
     """
     return NamedWorker(name, worker)
 

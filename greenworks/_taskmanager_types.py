@@ -19,7 +19,7 @@ __all__ = ["FailedTask", "Scheduled", "TaskState", "TaskStatus", "WorkerInfo", "
 
 
 class TaskState(str, enum.Enum):
-    """The state of a worker or of a task, spelled exactly as the seed spells it.
+    """The state of a worker or of a task.
 
     A worker is WAITING (idle, shown as task name ``"idle"``) or RUNNING.
     A task is NOT_ASSIGNED (queued), RUNNING, or RESTARTED (failed, its
@@ -217,7 +217,7 @@ class _Entry:
         self.restart_times = None
         self.consecutive = 0
         self.timer = None
-        # Looked up once: Go's interfaces are structural, so a task need not
+        # Looked up once, structurally (duck typing): a task need not
         # declare IRestartableTask / ITaskWithProgress to be treated as one.
         self.restart = _callable_attr(task, "restart")
         self.progress = _callable_attr(task, "progress")

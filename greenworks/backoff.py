@@ -45,7 +45,7 @@ class StaticBackoff:
     """Default implementation of `IBackoff` that always waits the same time.
 
     Every attempt waits *sleep* seconds, attempt 0 included: a constant
-    backoff is constant (the seed returned 0 for attempt 0, which made a
+    backoff is constant (returning 0 for attempt 0, as the original did, made a
     retry of a worker that returns at once spin).
 
     :param float sleep: seconds to wait before each retry, ``>= 0``.

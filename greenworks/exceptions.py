@@ -76,14 +76,14 @@ class ContextError(GreenworksError):
 
 
 class Canceled(ContextError):
-    """The context was cancelled (Go's ``context.Canceled``)."""
+    """The context was cancelled."""
 
     def __init__(self, *args):
         super().__init__(*(args or ("context canceled",)))
 
 
 class DeadlineExceeded(ContextError, TimeoutError):
-    """The context's deadline passed (Go's ``context.DeadlineExceeded``).
+    """The context's deadline passed.
 
     Deliberately *not* a :class:`Canceled`: supervisors restart work that ran
     out of time but never work that was cancelled.
@@ -97,7 +97,7 @@ class DeadlineExceeded(ContextError, TimeoutError):
 
 
 class RunnerClosedError(GreenworksError, RuntimeError):
-    """``apply_tasks`` was called after ``stop()`` (Go: "Runner is closed")."""
+    """``apply_tasks`` was called after ``stop()``."""
 
     def __init__(self, *args):
         super().__init__(*(args or ("Runner is closed",)))
@@ -117,7 +117,7 @@ class EmptyStackError(GreenworksError, IndexError):
 
 
 class TaskAlreadyExistsError(GreenworksError, KeyError):
-    """A task with the same name is pending or running (Go's ``ErrAlreadyExists``)."""
+    """A task with the same name is pending or running."""
 
     def __init__(self, *args):
         super().__init__(*(args or ("task with same name already exists",)))
@@ -142,7 +142,7 @@ class StopTimeoutError(GreenworksError, TimeoutError):
 
 
 class PanicError(GreenworksError):
-    """A job's ``run()`` raised (Go: a recovered panic).
+    """A job's ``run()`` raised.
 
     :ivar str id: the job's id.
     :ivar recovered: the exception ``run()`` raised; also ``__cause__``.
@@ -197,7 +197,7 @@ class InvalidScheduleError(InvalidArgument):
 
 
 class WorkerExitedPrematurely(GreenworksError):
-    """A worker returned before anything cancelled it (Go's ``ErrWorkerExitedPrematurely``)."""
+    """A worker returned before anything cancelled it."""
 
     def __init__(self, *args):
         super().__init__(*(args or ("worker exited prematurely",)))

@@ -2,7 +2,7 @@
 Every contract in greenworks: the spec of record.
 
 Each component's implementation says ``@implementer(IThing)`` and its tests
-check it with ``verifyClass`` and ``verifyObject``. Where the seeds use the
+check it with ``verifyClass`` and ``verifyObject``. Where components use the
 same word for different things (a *task* is a hashable identity for the
 Runner, a callable for the Dispatcher, a named ``execute(ctx)`` for the
 TaskManager), the interfaces here keep them apart by name.
@@ -182,7 +182,7 @@ class IComponent(IStatusSource):
     States (`greenworks.State`): *new* -> ``start()`` -> *running* ->
     ``stop()`` -> *stopping* (the Dispatcher may be *draining* first) ->
     *stopped*. Runner, TaskManager and JobRunner are *running* from
-    construction (their seeds start in the constructor); a Dispatcher is
+    construction (they start in their constructor); a Dispatcher is
     *new* until ``start()``/``run()`` and may be started again after it
     stopped. Every greenlet a component spawns is named ``greenworks.<...>``
     and tracked, so that after ``stop()`` none of them is left.
@@ -221,7 +221,7 @@ class IComponent(IStatusSource):
         """``stop()``; never suppresses the exception of the block."""
 
 
-# -- seed 000: Runner ---------------------------------------------------------
+# -- Runner --------------------------------------------------------------------
 
 
 class ITask(Interface):
@@ -288,7 +288,7 @@ class IRunner(IComponent):
         :param ctx: an `IContext` or None. If it is done (or *timeout* passes)
             the reconciliation is still completed, but the call stops waiting
             for stale workers and raises. If *ctx* is done when the call
-            returns, its error is raised (Go returns ``ctx.Err()``).
+            returns, its error is raised.
         :param float timeout: the most seconds to wait for stale workers.
         :raises RunnerClosedError: after ``stop()``; nothing is started.
         :raises Canceled: *ctx* was cancelled.
@@ -319,7 +319,7 @@ class IRunner(IComponent):
         """
 
 
-# -- seed 001: Dispatcher -----------------------------------------------------
+# -- Dispatcher ----------------------------------------------------------------
 
 
 class IDispatchTask(Interface):
@@ -340,7 +340,7 @@ class IDispatchTask(Interface):
 
 
 class ITaskStack(Interface):
-    """A LIFO stack of dispatcher tasks (Go's ``TaskStack``). Nothing here blocks."""
+    """A LIFO stack of dispatcher tasks (the "stack" overflow). Nothing here blocks."""
 
     def size():
         """Return the number of tasks on the stack."""
@@ -364,11 +364,14 @@ class ITaskStack(Interface):
 class IDispatcher(IComponent):
     """An elastic pool of worker greenlets fed from a bounded buffer.
 
-    States (`greenworks.dispatcher.Status`, Go's values): STOPPED(0) ->
-    ``run()`` -> RUNNING(2) -> ``quit(drain=False)`` -> STOPPING(1) ->
-    STOPPED, or ``quit(drain=True)`` -> DRAINING(3) -> STOPPED. ``run()``
-    after ``quit()`` starts again with the backlog that was kept. Tasks may
-    be dispatched in every state; they run while RUNNING or DRAINING.
+    States (`greenworks.State`): NEW -> ``start()`` -> RUNNING ->
+    ``stop(drain=True)`` (the default) -> DRAINING -> STOPPING -> STOPPED,
+    or ``stop(drain=False)``/``quit()`` -> STOPPING -> STOPPED. ``start()``
+    after a stop starts again with the backlog that was kept. Tasks may be
+    accepted in every state (a warning says so once when the pool is not
+    running); they run while RUNNING or DRAINING. The deprecated ``status``
+    gives the same states as numbers (STOPPED 0, STOPPING 1, RUNNING 2,
+    DRAINING 3).
 
     Ordering: buffered tasks start in dispatch order; overflowed tasks move
     into the buffer as room frees (LIFO for the "stack" policy, FIFO for
@@ -376,7 +379,9 @@ class IDispatcher(IComponent):
     policy does not keep a task that found the buffer full (and says so).
     """
 
-    status = Attribute("Status, read-only: the current state.")
+    status = Attribute(
+        "Status, read-only, deprecated: ``state`` as the numbered `greenworks.dispatcher.Status`."
+    )
     name = Attribute("str, read-only: names the greenlets (``greenworks.<name>[3]``); default 'dispatcher'.")
     worker_count = Attribute("int, read-only: worker greenlets alive now (including ones about to leave).")
     min_workers = Attribute("int, read-only: workers kept while running (change with ``resize``).")
@@ -439,13 +444,13 @@ class IDispatcher(IComponent):
         ``min_workers``, ``max_workers`` and ``max_buffered``. Never blocks."""
 
 
-# -- seed 002: TaskManager ----------------------------------------------------
+# -- TaskManager ---------------------------------------------------------------
 
 
 class IManagedTask(Interface):
     """A named unit of work for a `ITaskManager`.
 
-    The manager treats tasks structurally, like Go's interfaces: an object
+    The manager treats tasks structurally (duck typing): an object
     with callable ``name`` and ``execute`` is a task, one that also has
     ``restart`` is restartable, one with ``progress``/``description``
     reports progress, whether or not it declares these interfaces.
@@ -458,7 +463,7 @@ class IManagedTask(Interface):
         """Do the work; return on success, raise on failure.
 
         Runs on a worker greenlet. An exception (including a ``gevent.Timeout``
-        that escapes) is the task's error, Go's "Panic": it is logged, the
+        that escapes) is the task's error: it is logged, the
         restart rules apply, and the worker keeps working. ``GreenletExit``,
         ``KeyboardInterrupt`` and ``SystemExit`` are never treated as task
         errors.
@@ -560,11 +565,11 @@ class ITaskManager(IComponent):
         """
 
 
-# -- seed 003: JobRunner ------------------------------------------------------
+# -- JobRunner -----------------------------------------------------------------
 
 
 class IJob(Interface):
-    """A periodic job for a `IJobRunner` (the seed's ``JobInterface``).
+    """A periodic job for a `IJobRunner`.
 
     `greenworks.jobs.Job` (or ``job(id, fn, schedule)``) builds one from a
     function and a schedule such as ``Every(minutes=5)`` or ``Cron("0 8 * * *")``.
@@ -589,7 +594,7 @@ class IJob(Interface):
 
         Raising reports a `PanicError` (``recovered`` is the exception);
         returning an exception instance reports that exception as the error
-        (Go's ``return nil, err``). Not cancelled by ``stop()``.
+        (like a Go ``return nil, err``). ``stop()`` cancels its ``ctx``, if it has one.
         """
 
 
@@ -715,7 +720,7 @@ class IJobRunner(IComponent):
         """The seed's name for ``stop(timeout)``."""
 
 
-# -- seed 004: runutil --------------------------------------------------------
+# -- runutil -------------------------------------------------------------------
 
 
 class IBackoff(Interface):

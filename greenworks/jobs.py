@@ -841,7 +841,7 @@ class JobRunner:
         are cancelled, and it blocks until every batch finished, kills
         whatever still runs *timeout* seconds after the call (on the clock;
         ``None``: waits as long as it takes) and closes :attr:`results`.
-        ``stop(wait=False)`` (the seed's ``Stop``) returns once the scheduler
+        ``stop(wait=False)`` returns once the scheduler
         and ingest greenlets ended while running jobs carry on (:meth:`wait`
         waits for them); it may be called from a job. Idempotent.
 
@@ -864,7 +864,7 @@ class JobRunner:
         return clean
 
     def stop_and_wait(self, timeout: float | None = None) -> bool:
-        """The seed's verb for :meth:`stop` (``stop(timeout)``)."""
+        """Another name for :meth:`stop` (``stop(timeout)``), kept from the original."""
         return self.stop(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -1,5 +1,5 @@
 """
-Runner: keep exactly one worker greenlet per desired task (seed 000, grafana's ``runner``).
+Runner: keep exactly one worker greenlet per desired task (reconciliation).
 
 You describe *what* should run as a set of tasks (hashable, immutable values,
 usually frozen dataclasses) and call :meth:`Runner.apply_tasks` with the whole
@@ -22,11 +22,11 @@ worker for every new task and stops the workers of tasks no longer listed::
     runner.apply_tasks([Endpoint("http://b/health")])  # a's worker is cancelled
     runner.stop()
 
-Identity is Python's ``hash()`` and ``==``, exactly the semantics of the Go
-seed's hash map: ``__eq__`` is only consulted for equal hashes, and unequal
-tasks with equal hashes are separate workers.
+Identity is Python's ``hash()`` and ``==``, a dict's semantics: ``__eq__``
+is only consulted for equal hashes, and unequal tasks with equal hashes are
+separate workers.
 
-Differences from the Go original, each pinned by a test:
+Differences from the original (grafana/agent's ``runner``), each pinned by a test:
 
 - ``apply_tasks`` is serialised internally, so concurrent calls never start
   two workers for one task.
@@ -38,7 +38,7 @@ Differences from the Go original, each pinned by a test:
   by :meth:`Runner.status`; it never reaches the hub.
 - ``stop_timeout`` kills (``GreenletExit``) a worker that ignores its
   cancelled context, and ``restart_exited=True`` restarts workers that ended
-  by themselves (Go never restarts them; that stays the default).
+  by themselves (the original never restarts them; that stays the default).
 """
 
 import dataclasses
@@ -230,13 +230,12 @@ class Runner:
         task (and once per restart with ``restart_exited``).
     :keyword float stop_timeout: seconds a stale worker may ignore its
         cancelled context before it is killed with ``GreenletExit``, in
-        ``apply_tasks`` and in ``stop()``. ``None`` (the default, as in Go)
-        waits forever.
+        ``apply_tasks`` and in ``stop()`` (default 10 s). ``None`` waits
+        for ever.
     :keyword bool restart_exited: if true, a worker whose ``run`` returned or
         raised is replaced by a fresh one (``new_worker`` called again) on the
-        next ``apply_tasks`` that still lists its task. Default False: like
-        Go, the entry stays and only removing then re-adding the task
-        restarts it.
+        next ``apply_tasks`` that still lists its task. Default False: the
+        entry stays and only removing then re-adding the task restarts it.
     :keyword str name: shown in greenlet names (``greenworks.<name>[task]``),
         log lines and :meth:`snapshot`.
     :keyword clock: an `IClock`; ``None`` for the real clock.
@@ -282,7 +281,7 @@ class Runner:
         self._stopping: dict[Any, list[_Slot]] = {}
         # task -> _Slot: desired tasks whose greenlet ended (only consulted with restart_exited).
         self._exited: dict[Any, _Slot] = {}
-        # The seed's Runner works from construction: there is nothing to start.
+        # A Runner works from construction: there is nothing to start.
         life.started()
 
     # -- reading -------------------------------------------------------------
@@ -375,7 +374,7 @@ class Runner:
             the first occurrence.
         :param ctx: an `IContext`, or None. If it is done, or becomes done
             while stale workers are exiting, the reconciliation is still
-            completed but the call stops waiting and raises its error (as Go
+            completed but the call stops waiting and raises its error (as the original
             returns ``ctx.Err()``).
         :param float timeout: the most seconds to wait for stale workers.
         :raises RunnerClosedError: after :meth:`stop`; nothing is started.
@@ -411,7 +410,7 @@ class Runner:
             except TypeError:
                 raise invalid_argument("tasks", tasks, "an iterable of hashable tasks") from None
         try:
-            # A dict keeps the first of equal keys (Go's "first one wins"); the
+            # A dict keeps the first of equal keys ("first one wins"); the
             # value is the task's (last) position, to start new workers in order.
             return dict(zip(tasks, itertools.count()))
         except TypeError:
