@@ -191,11 +191,13 @@ class BatchRunner:
         for position in range(len(ids)):
             job_id = ids[position]
             most = getattr(jobs[position], "max_instances", None) or default
-            count = instances.get(job_id, 0)
-            if most is not None and count >= most:
-                self._skip(batch, position, job_id, "dedupe" if most is default else "max_instances")
-                continue
-            instances[job_id] = count + 1
+            if most is not None:
+                # Only jobs with a limit are counted: the common unlimited job costs nothing here.
+                count = instances.get(job_id, 0)
+                if count >= most:
+                    self._skip(batch, position, job_id, "dedupe" if most is default else "max_instances")
+                    continue
+                instances[job_id] = count + 1
             # A stop wins over a free slot: checked first, every time.
             while not self.stopping and self.running >= limit:
                 self._slot.clear()
@@ -282,11 +284,14 @@ class BatchRunner:
                 return
 
     def _release(self, job_id: str) -> None:
-        count = self.instances.get(job_id, 0) - 1
+        instances = self.instances
+        if not instances:
+            return
+        count = instances.get(job_id, 0) - 1
         if count > 0:
-            self.instances[job_id] = count
+            instances[job_id] = count
         else:
-            self.instances.pop(job_id, None)
+            instances.pop(job_id, None)
 
     def _timed(self, worker: Any, job: Any) -> tuple[Any, Any]:
         """A run's context (with the job's timeout as deadline) and the timer that interrupts it."""

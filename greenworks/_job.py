@@ -10,6 +10,7 @@ called with their own arguments only.
 """
 
 import datetime
+import functools
 import inspect
 from typing import Any
 
@@ -78,6 +79,8 @@ class Job:
         "timeout",
         "_is_run",
         "_wants_ctx",
+        "timed",
+        "_call",
     )
 
     def __init__(
@@ -115,11 +118,11 @@ class Job:
         self.jitter = _checks.seconds("jitter", jitter, none=True) or None
         self.timeout = _checks.seconds("timeout", timeout, none=True, positive=True)
         self._wants_ctx = _wants_ctx(fn)
-
-    @property
-    def timed(self) -> bool:
-        """Whether a run needs a context of its own (a timeout, or a ``ctx`` parameter)."""
-        return self.timeout is not None or self._wants_ctx
+        #: Whether a run needs a context of its own (a timeout, or a ``ctx`` parameter).
+        self.timed = self.timeout is not None or self._wants_ctx
+        # Runs call this: the bare function when there is nothing to add (the common, fast case).
+        bare = not (self.args or self.kwargs)
+        self._call = fn if bare else functools.partial(fn, *self.args, **self.kwargs)
 
     def get_id(self) -> str:
         return self.id
@@ -130,8 +133,8 @@ class Job:
     def run(self, ctx: Any = None) -> Any:
         """Call the function with its arguments (and ``ctx=`` if it takes one)."""
         if self._wants_ctx:
-            return self.fn(*self.args, ctx=ctx, **self.kwargs)
-        return self.fn(*self.args, **self.kwargs)
+            return self._call(ctx=ctx)
+        return self._call()
 
     def describe(self) -> str:
         """The schedule as text, for snapshots."""
