@@ -598,24 +598,32 @@ class JobRunner:
             return
         groups: dict[int, list[Any]] = {}
         claims = []
+        moments: dict[float, datetime.datetime] = {}  # due -> its datetime, built once per wake-up
+        leadership = self._leadership
         for entry, runs, misfired in due:
-            self._misfired(entry, misfired)
+            if misfired:
+                self._misfired(entry, misfired)
             if entry.paused:
                 for run in runs:
                     self._life.emit(JobSkipped, entry.id, self._at(round(run * _US)), "paused")
                 continue
             for run in runs:
-                run_at = self._at(round(run * _US))
-                if self._leadership.claim(entry.id, run_at):
+                run_at = moments.get(run)
+                if run_at is None:
+                    run_at = moments[run] = self._at(round(run * _US))
+                if leadership.lock is None or leadership.claim(entry.id, run_at):
                     claims.append((entry, run))
                 else:
                     self._life.emit(JobSkipped, entry.id, run_at, "claimed")
         won = self._table.claim(claims)
         for (entry, run), ok in zip(claims, won, strict=True):
             if ok:
-                groups.setdefault(round(run * _US), []).append(entry.job)
+                group = groups.get(round(run * _US))
+                if group is None:
+                    group = groups[round(run * _US)] = []
+                group.append(entry.job)
             else:
-                self._life.emit(JobSkipped, entry.id, self._at(round(run * _US)), "claimed")
+                self._life.emit(JobSkipped, entry.id, moments[run], "claimed")
         for entry, _runs, _misfired in due:
             if entry.next_due is None and not entry.polled:
                 # A one-off schedule that came due: the job is done.

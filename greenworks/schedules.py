@@ -195,9 +195,12 @@ class Every:
 
     def next_after(self, dt: datetime.datetime) -> datetime.datetime:
         ms = _us(_now("dt", dt)) // 1000  # fire times are whole ms: "> dt" is "> floor(dt)"
+        return _from_ms(self._next_after_ms(ms), dt.tzinfo)
+
+    def _next_after_ms(self, ms: int) -> int:
+        """`next_after` on POSIX milliseconds: integer arithmetic, for a runner's hot path."""
         ms += 1
-        ms += (self._offset_ms - ms) % self._period_ms
-        return _from_ms(ms, dt.tzinfo)
+        return ms + (self._offset_ms - ms) % self._period_ms
 
     def describe(self) -> str:
         text = "every " + _duration_text(self._period_ms)
@@ -287,12 +290,17 @@ class Interval:
 
     def next_after(self, dt: datetime.datetime) -> datetime.datetime | None:
         us = _us(_now("dt", dt))
-        start = self._anchor((us + 500) // 1000)
-        ms = us // 1000
+        self._anchor((us + 500) // 1000)
+        fire = self._next_after_ms(us // 1000)
+        return None if fire is None else _from_ms(fire, dt.tzinfo)
+
+    def _next_after_ms(self, ms: int) -> int | None:
+        """`next_after` on POSIX milliseconds (once anchored): integer arithmetic, for a runner's hot path."""
+        start = self._anchor(ms)
         fire = start if ms < start else start + ((ms - start) // self._period_ms + 1) * self._period_ms
         if self._end_ms is not None and fire > self._end_ms:
             return None
-        return _from_ms(fire, dt.tzinfo)
+        return fire
 
     def describe(self) -> str:
         text = "interval " + _duration_text(self._period_ms)
