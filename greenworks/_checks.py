@@ -13,19 +13,19 @@ one place and raise a raw ``TypeError`` in another helps nobody.
 """
 
 import math
-from typing import Any
+from typing import Any, Literal, TypeGuard, overload
 
 from greenworks.exceptions import invalid_argument
 
 __all__ = ["count", "is_int", "is_real", "name", "seconds"]
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """Whether *value* is an ``int`` and not a ``bool``."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_real(value: object) -> bool:
+def is_real(value: object) -> TypeGuard[float]:
     """Whether *value* is an ``int`` or ``float`` and not a ``bool`` (NaN and infinities pass)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -40,6 +40,28 @@ def _describe(none: bool, positive: bool, negative: bool) -> str:
     return text + (" or None" if none else "")
 
 
+@overload
+def seconds(
+    argument: str,
+    value: Any,
+    *,
+    none: Literal[False] = False,
+    positive: bool = False,
+    negative: bool = False,
+) -> float: ...
+
+
+@overload
+def seconds(
+    argument: str,
+    value: Any,
+    *,
+    none: bool,
+    positive: bool = False,
+    negative: bool = False,
+) -> float | None: ...
+
+
 def seconds(
     argument: str,
     value: Any,
@@ -47,7 +69,7 @@ def seconds(
     none: bool = False,
     positive: bool = False,
     negative: bool = False,
-) -> Any:
+) -> float | None:
     """Return *value* as float seconds, or raise `InvalidArgument` naming *argument*.
 
     The rules, the same for every duration in greenworks:
@@ -78,7 +100,15 @@ def seconds(
     raise invalid_argument(argument, value, _describe(none, positive, negative))
 
 
-def count(argument: str, value: Any, *, minimum: int = 0, none: bool = False) -> Any:
+@overload
+def count(argument: str, value: Any, *, minimum: int = 0, none: Literal[False] = False) -> int: ...
+
+
+@overload
+def count(argument: str, value: Any, *, minimum: int = 0, none: bool) -> int | None: ...
+
+
+def count(argument: str, value: Any, *, minimum: int = 0, none: bool = False) -> int | None:
     """Return *value* if it is an ``int >= minimum`` (not a ``bool``); ``None`` only with *none*.
 
     :raises InvalidArgument: naming *argument* and showing *value*.

@@ -8,15 +8,17 @@ is left after ``stop()``" is checked rather than hoped for.
 """
 
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 from gevent import Greenlet
 
 __all__ = ["alive", "spawn"]
 
-_spawned = weakref.WeakSet()
+_spawned: weakref.WeakSet[Greenlet] = weakref.WeakSet()
 
 
-def spawn(name, func, *args, **kwargs):
+def spawn(name: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Greenlet:
     """Start ``func(*args, **kwargs)`` in a new greenlet called *name*.
 
     :param str name: shown by ``format_run_info``, e.g. ``"greenworks.dispatcher[3]"``.
@@ -29,6 +31,6 @@ def spawn(name, func, *args, **kwargs):
     return greenlet
 
 
-def alive():
+def alive() -> list[Greenlet]:
     """Return the greenlets spawned by greenworks that have not finished yet."""
     return [g for g in list(_spawned) if not g.dead]

@@ -17,6 +17,8 @@ Two kinds of time are kept apart, as in the standard library:
 
 import datetime
 import time
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import gevent
 from gevent import get_hub
@@ -26,10 +28,41 @@ from greenworks import _checks
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IClock, ITimerHandle
 
-__all__ = ["Clock", "default_clock", "get_clock", "local_timezone"]
+__all__ = ["Clock", "ClockLike", "TimerHandleLike", "default_clock", "get_clock", "local_timezone"]
 
 
-def local_timezone():
+class TimerHandleLike(Protocol):
+    """The static type of an `ITimerHandle` (what :meth:`ClockLike.call_later` returns)."""
+
+    @property
+    def active(self) -> bool: ...
+
+    def cancel(self) -> None: ...
+
+
+class ClockLike(Protocol):
+    """The static type of an `IClock`: :class:`Clock`, :class:`~greenworks.testing.FakeClock` or yours.
+
+    zope.interface declarations are invisible to type checkers; this protocol
+    spells the same contract for them. `IClock` stays the spec of record.
+    """
+
+    def now(self, tz: datetime.tzinfo | None = None) -> datetime.datetime: ...
+
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+    def sleep_until(self, deadline: float) -> None: ...
+
+    def wait(self, event: Any, timeout: float | None = None) -> bool: ...
+
+    def call_later(self, seconds: float, callback: Callable[..., object], *args: Any) -> TimerHandleLike: ...
+
+
+def local_timezone() -> datetime.tzinfo | None:
     """Return this machine's local time zone as a fixed-offset ``tzinfo``."""
     return datetime.datetime.now().astimezone().tzinfo
 
@@ -40,14 +73,14 @@ class _LoopTimer:
 
     __slots__ = ("_timer",)
 
-    def __init__(self, timer):
+    def __init__(self, timer: Any) -> None:
         self._timer = timer
 
     @property
-    def active(self):
-        return self._timer is not None and self._timer.active
+    def active(self) -> bool:
+        return self._timer is not None and bool(self._timer.active)
 
-    def cancel(self):
+    def cancel(self) -> None:
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.close()
@@ -61,7 +94,7 @@ class Clock:
     greenlet, so a context waiting for its deadline costs no stack.
     """
 
-    def now(self, tz=None):
+    def now(self, tz: datetime.tzinfo | None = None) -> datetime.datetime:
         if tz is None:
             return datetime.datetime.now().astimezone()
         return datetime.datetime.now(tz)
@@ -72,10 +105,10 @@ class Clock:
     monotonic = staticmethod(time.monotonic)
     time = staticmethod(time.time)
 
-    def sleep(self, seconds):
+    def sleep(self, seconds: float) -> None:
         gevent.sleep(_checks.seconds("seconds", seconds, negative=True))
 
-    def sleep_until(self, deadline):
+    def sleep_until(self, deadline: float) -> None:
         deadline = _check_deadline(deadline)
         # A loop timer may fire a little early (its idea of "now" is cached
         # per loop iteration); sleep again for whatever is left.
@@ -84,32 +117,32 @@ class Clock:
             gevent.sleep(remaining)
             remaining = deadline - time.monotonic()
 
-    def wait(self, event, timeout=None):
+    def wait(self, event: Any, timeout: float | None = None) -> bool:
         timeout = _checks.seconds("timeout", timeout, none=True, negative=True)
         if timeout is not None and timeout <= 0:
-            return event.is_set()
+            return bool(event.is_set())
         event.wait(timeout)
-        return event.is_set()
+        return bool(event.is_set())
 
-    def call_later(self, seconds, callback, *args):
+    def call_later(self, seconds: float, callback: Callable[..., object], *args: Any) -> "_LoopTimer":
         seconds = _checks.seconds("seconds", seconds, negative=True)
         if not callable(callback):
             raise invalid_argument("callback", callback, "a callable")
         timer = get_hub().loop.timer(seconds)
         handle = _LoopTimer(timer)
 
-        def fire():
+        def fire() -> None:
             handle.cancel()
             callback(*args)
 
         timer.start(fire)
         return handle
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<greenworks.Clock (real time)>"
 
 
-def _check_deadline(deadline):
+def _check_deadline(deadline: object) -> float:
     """A monotonic deadline: a finite real number (never NaN, a bool, or infinity)."""
     if not _checks.is_real(deadline) or deadline != deadline or deadline in (float("inf"), float("-inf")):
         raise invalid_argument("deadline", deadline, "a finite monotonic time in seconds")
@@ -120,7 +153,7 @@ def _check_deadline(deadline):
 default_clock = Clock()
 
 
-def get_clock(clock=None):
+def get_clock(clock: ClockLike | None = None) -> ClockLike:
     """Return *clock*, or the process-wide real :class:`Clock` when it is ``None``.
 
     :raises InvalidArgument: if *clock* does not provide `IClock`.

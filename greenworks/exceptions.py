@@ -50,7 +50,7 @@ class InvalidArgument(GreenworksError, ValueError):
     """
 
 
-def invalid_argument(name, value, expected):
+def invalid_argument(name: str, value: object, expected: str) -> InvalidArgument:
     """Return an :class:`InvalidArgument` that names *name* and *value*.
 
     :param str name: the parameter name as the caller spelled it.
@@ -78,7 +78,7 @@ class ContextError(GreenworksError):
 class Canceled(ContextError):
     """The context was cancelled."""
 
-    def __init__(self, *args):
+    def __init__(self, *args: object) -> None:
         super().__init__(*(args or ("context canceled",)))
 
 
@@ -89,7 +89,7 @@ class DeadlineExceeded(ContextError, TimeoutError):
     out of time but never work that was cancelled.
     """
 
-    def __init__(self, *args):
+    def __init__(self, *args: object) -> None:
         super().__init__(*(args or ("context deadline exceeded",)))
 
 
@@ -99,7 +99,7 @@ class DeadlineExceeded(ContextError, TimeoutError):
 class RunnerClosedError(GreenworksError, RuntimeError):
     """``apply_tasks`` was called after ``stop()``."""
 
-    def __init__(self, *args):
+    def __init__(self, *args: object) -> None:
         super().__init__(*(args or ("Runner is closed",)))
 
 
@@ -109,7 +109,7 @@ class RunnerClosedError(GreenworksError, RuntimeError):
 class EmptyStackError(GreenworksError, IndexError):
     """``pop()`` or ``peek()`` on an empty :class:`~greenworks.dispatcher.TaskStack`."""
 
-    def __init__(self, *args):
+    def __init__(self, *args: object) -> None:
         super().__init__(*(args or ("stack is empty",)))
 
 
@@ -119,10 +119,10 @@ class EmptyStackError(GreenworksError, IndexError):
 class TaskAlreadyExistsError(GreenworksError, KeyError):
     """A task with the same name is pending or running."""
 
-    def __init__(self, *args):
+    def __init__(self, *args: object) -> None:
         super().__init__(*(args or ("task with same name already exists",)))
 
-    def __str__(self):
+    def __str__(self) -> str:
         # KeyError.__str__ would quote the message like a missing key.
         return str(self.args[0]) if self.args else ""
 
@@ -130,7 +130,7 @@ class TaskAlreadyExistsError(GreenworksError, KeyError):
 class ManagerStoppedError(GreenworksError, RuntimeError):
     """A task was submitted to a TaskManager after ``stop()``."""
 
-    def __init__(self, *args):
+    def __init__(self, *args: object) -> None:
         super().__init__(*(args or ("taskmanager is stopped",)))
 
 
@@ -149,7 +149,7 @@ class PanicError(GreenworksError):
     :ivar str stack: the formatted traceback of that exception.
     """
 
-    def __init__(self, id, recovered, stack=""):
+    def __init__(self, id: str, recovered: object, stack: str = "") -> None:
         super().__init__(id, recovered, stack)
         self.id = id
         self.recovered = recovered
@@ -157,35 +157,35 @@ class PanicError(GreenworksError):
         if isinstance(recovered, BaseException):
             self.__cause__ = recovered
 
-    def __str__(self):
+    def __str__(self) -> str:
         return 'runner: job "%s" panicked: %s' % (self.id, self.recovered)
 
 
 class SkippedDuplicateError(GreenworksError):
     """With dedupe on, a job was not run because its id was already in flight."""
 
-    def __init__(self, *args):
+    def __init__(self, *args: object) -> None:
         super().__init__(*(args or ("runner: skipped duplicate in-flight job",)))
 
 
 class ShuttingDownError(GreenworksError):
     """A job was not started because ``stop()`` came while it waited for a slot."""
 
-    def __init__(self, *args):
+    def __init__(self, *args: object) -> None:
         super().__init__(*(args or ("runner: shutting down before job started",)))
 
 
 class JobExistsError(GreenworksError, KeyError):
     """``JobRunner.add_job`` of an id the runner has already (pass ``replace_existing=True``)."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else "job id already exists"
 
 
 class JobLookupError(GreenworksError, KeyError):
     """A JobRunner has no job with that id."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else "no such job"
 
 
@@ -199,7 +199,7 @@ class InvalidScheduleError(InvalidArgument):
 class WorkerExitedPrematurely(GreenworksError):
     """A worker returned before anything cancelled it."""
 
-    def __init__(self, *args):
+    def __init__(self, *args: object) -> None:
         super().__init__(*(args or ("worker exited prematurely",)))
 
 
@@ -250,7 +250,9 @@ class RestartIntensityExceeded(SupervisorError):
     :ivar str child: the name of the child whose exit was one too many.
     """
 
-    def __init__(self, supervisor, max_restarts, period, child, error=None):
+    def __init__(
+        self, supervisor: str, max_restarts: int, period: float, child: str, error: object = None
+    ) -> None:
         super().__init__(supervisor, max_restarts, period, child)
         self.supervisor = supervisor
         self.max_restarts = max_restarts
@@ -259,7 +261,7 @@ class RestartIntensityExceeded(SupervisorError):
         if isinstance(error, BaseException):
             self.__cause__ = error
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "supervisor %r: more than %d restarts within %ss (last: child %r); gave up" % (
             self.supervisor,
             self.max_restarts,
@@ -274,7 +276,7 @@ class RestartIntensityExceeded(SupervisorError):
 class NoCurrentMessageError(GreenworksError, LookupError):
     """``greenworks.streams.current_message()`` was called outside a stream handler."""
 
-    def __init__(self, *args):
+    def __init__(self, *args: object) -> None:
         super().__init__(*(args or ("no stream message is being handled in this greenlet",)))
 
 
