@@ -234,6 +234,8 @@ class BatchRunner:
                     self._life.emit(JobStarted, job_id, batch.at)
                 job = batch.jobs[position]
                 started_at = time()
+                value: Any
+                error: BaseException | None
                 value = error = None
                 timer = ctx = None
                 try:

@@ -35,7 +35,7 @@ from gevent.event import Event
 from greenlet import getcurrent
 
 from greenworks import _checks, _greenlets
-from greenworks.clock import get_clock
+from greenworks.clock import ClockLike, get_clock
 from greenworks.events import ComponentStarted, ComponentStopped, notify
 from greenworks.exceptions import ReentrantStopError, invalid_argument
 
@@ -138,7 +138,7 @@ class Lifecycle:
     __slots__ = ("owner", "kind", "name", "clock", "logger", "state", "started_at", "_own", "_stopped")
 
     def __init__(
-        self, owner: Any, kind: str, name: Any, clock: Any, logger: Any, default_logger: str
+        self, owner: Any, kind: str, name: Any, clock: ClockLike | None, logger: Any, default_logger: str
     ) -> None:
         self.owner = owner
         self.kind = kind

@@ -9,11 +9,12 @@ import dataclasses
 import datetime
 import queue
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from gevent.event import Event
 
 from greenworks import _checks
+from greenworks.clock import ClockLike
 from greenworks.exceptions import PanicError
 
 __all__ = ["JobResult", "Result", "ResultStream"]
@@ -121,7 +122,7 @@ class Result:
             return NotImplemented
         return self._key() == other._key()
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as a mutable value with __eq__ is
 
     def __repr__(self) -> str:
         return "Result(at=%r, items=%r, started_at=%r, ended_at=%r)" % self._key()
@@ -138,8 +139,8 @@ class ResultStream:
 
     __slots__ = ("_items", "_maxsize", "_ready", "_closed", "_clock", "dropped")
 
-    def __init__(self, maxsize, clock):
-        self._items = collections.deque()
+    def __init__(self, maxsize: int, clock: ClockLike) -> None:
+        self._items: collections.deque[Result] = collections.deque()
         self._maxsize = maxsize
         self._ready = Event()
         self._closed = False
@@ -148,19 +149,19 @@ class ResultStream:
         self.dropped = 0
 
     @property
-    def maxsize(self):
+    def maxsize(self) -> int:
         """How many Results the stream keeps (int, read-only)."""
         return self._maxsize
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         """Whether ``wait()`` closed the stream (bool, read-only)."""
         return self._closed
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, result):
+    def put(self, result: Result) -> None:
         """Append *result*, dropping the oldest if full; a closed stream drops *result*."""
         if self._closed:
             self.dropped += 1
@@ -172,12 +173,12 @@ class ResultStream:
         items.append(result)
         self._ready.set()
 
-    def close(self):
+    def close(self) -> None:
         """End iteration once the Results already queued are consumed. Idempotent."""
         self._closed = True
         self._ready.set()
 
-    def get(self, block=True, timeout=None):
+    def get(self, block: bool = True, timeout: float | None = None) -> Result:
         """Remove and return the oldest Result.
 
         Blocks (up to *timeout* seconds on the runner's clock) while empty.
@@ -186,7 +187,7 @@ class ResultStream:
         """
         items = self._items
         timeout = _checks.seconds("timeout", timeout, none=True, negative=True)
-        deadline = None
+        deadline: float | None = None
         while not items:
             if self._closed or not block:
                 raise queue.Empty
@@ -201,11 +202,11 @@ class ResultStream:
                 raise queue.Empty
         return items.popleft()
 
-    def get_nowait(self):
+    def get_nowait(self) -> Result:
         """``get(block=False)``."""
         return self.get(block=False)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Result]:
         while True:
             try:
                 yield self.get()
@@ -241,32 +242,46 @@ class _Batch:
         "delay",
     )
 
-    def __init__(self, at, jobs, ids, indices, items, reply=None):
+    def __init__(
+        self,
+        at: datetime.datetime,
+        jobs: list[typing.Any],
+        ids: list[str],
+        indices: list[int],
+        items: list[JobResult],
+        reply: typing.Any = None,
+    ) -> None:
         self.at = at
         self.delay = 0.0  # seconds to wait before the first job starts (jitter)
-        self.jobs = jobs  # the due jobs, in input order
+        # The due jobs, in input order; None once the Result is made (a list, but
+        # typed Any: the workers index it on the hot path without a None check).
+        self.jobs: typing.Any = jobs
         self.ids = ids  # their ids
         self.indices = indices  # their positions in the input (for input_order)
         self.items = items  # JobResults of is_run/get_id errors
         self.reply = reply
         self.pending = 1  # jobs handed to workers and not finished, + 1 while walking
-        self.done = None  # Event, made only if the walk must wait for jobs
-        self.handed = collections.deque()  # positions queued for the workers, in order
-        self.finished = []  # positions with an outcome, in completion order
+        self.done: typing.Any = None  # Event, made only if the walk must wait for jobs
+        self.handed: collections.deque[int] = (
+            collections.deque()
+        )  # positions queued for the workers, in order
+        self.finished: list[int] = []  # positions with an outcome, in completion order
         n = len(jobs)
-        self.values = [None] * n
-        self.errors = [None] * n
+        self.values: list[typing.Any] = [None] * n
+        self.errors: list[BaseException | None] = [None] * n
         self.started = [0.0] * n  # clock.time() floats
         self.ended = [0.0] * n
 
-    def finish(self, position, value, error, started, ended):
+    def finish(
+        self, position: int, value: typing.Any, error: BaseException | None, started: float, ended: float
+    ) -> None:
         self.values[position] = value
         self.errors[position] = error
         self.started[position] = started
         self.ended[position] = ended
         self.finished.append(position)
 
-    def job_results(self, tz, input_order=False):
+    def job_results(self, tz: datetime.tzinfo | None, input_order: bool = False) -> list[JobResult]:
         """Return the items, then a `JobResult` per finished job in completion order, in zone *tz*."""
         fromtimestamp = datetime.datetime.fromtimestamp
         items = self.items
@@ -289,5 +304,5 @@ class _Batch:
         return items
 
 
-def _index(item):
+def _index(item: JobResult) -> int:
     return item.index

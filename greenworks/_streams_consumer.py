@@ -59,6 +59,7 @@ from greenworks._streams_wire import (
     text,
 )
 from greenworks.backoff import ExponentialBackoff
+from greenworks.clock import ClockLike
 from greenworks.events import (
     MessageAcked,
     MessageDeadLettered,
@@ -127,7 +128,7 @@ class StreamConsumer:
         dedupe: Any = None,
         reconnect_backoff: Any = None,
         name: str | None = None,
-        clock: Any = None,
+        clock: ClockLike | None = None,
         logger: Any = None,
     ) -> None:
         self._stream = _checks.name("stream", stream)

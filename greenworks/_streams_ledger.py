@@ -26,6 +26,7 @@ from typing import Any
 from gevent.event import Event
 from zope.interface import implementer
 
+from greenworks.clock import ClockLike
 from greenworks.exceptions import NoCurrentMessageError
 from greenworks.interfaces import IMessage
 
@@ -146,7 +147,7 @@ class Ledger:
         "_seq",
     )
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: ClockLike) -> None:
         self.clock = clock
         self.held: dict[str, Message] = {}
         #: Completed messages the acker has yet to send.

@@ -22,12 +22,16 @@ import collections
 import logging
 import secrets
 import weakref
+from typing import Any, Literal
 
 from greenlet import getcurrent
 
 __all__ = ["SubsystemFilter", "Trace", "current_subsystem", "current_trace"]
 
-_traces = weakref.WeakKeyDictionary()
+#: A greenlet's own frames: (subsystem name, trace id) pairs, outermost first.
+_Frames = tuple[tuple[str, str], ...]
+
+_traces: weakref.WeakKeyDictionary[Any, _Frames] = weakref.WeakKeyDictionary()
 _MISSING = object()
 _OWN_PREFIX = "greenworks.runutil["
 
@@ -42,17 +46,17 @@ class Trace(collections.namedtuple("Trace", "names ids")):
     __slots__ = ()
 
     @property
-    def subsystem(self):
+    def subsystem(self) -> str:
         """The names joined as a path: ``"/workers/CommitFetcher/Commits"``."""
         return "/" + "/".join(self.names)
 
     @property
-    def trace_id(self):
+    def trace_id(self) -> str:
         """The ids joined with ``"-"``."""
         return "-".join(self.ids)
 
 
-def _frames_of(greenlet):
+def _frames_of(greenlet: Any) -> _Frames:
     seen = 0
     while greenlet is not None and seen < 1000:
         frames = _traces.get(greenlet)
@@ -64,7 +68,7 @@ def _frames_of(greenlet):
     return ()
 
 
-def current_trace():
+def current_trace() -> Trace | None:
     """Return the :class:`Trace` of the running greenlet, or None outside any named worker."""
     frames = _frames_of(getcurrent())
     if not frames:
@@ -72,7 +76,7 @@ def current_trace():
     return Trace(tuple(name for name, _ in frames), tuple(id_ for _, id_ in frames))
 
 
-def current_subsystem():
+def current_subsystem() -> str:
     """Return the running greenlet's subsystem path (``"/a/b"``), or ``""`` outside any named worker."""
     frames = _frames_of(getcurrent())
     return "/" + "/".join(name for name, _ in frames) if frames else ""
@@ -85,7 +89,7 @@ class SubsystemFilter(logging.Filter):
     format; both are ``""`` outside named workers. It never drops a record.
     """
 
-    def filter(self, record):
+    def filter(self, record: logging.LogRecord) -> bool:
         frames = _frames_of(getcurrent())
         record.subsystem = "/" + "/".join(name for name, _ in frames) if frames else ""
         record.trace_id = "-".join(id_ for _, id_ in frames)
@@ -102,26 +106,27 @@ class enter:
 
     __slots__ = ("_name", "_greenlet", "_saved", "_saved_name")
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self._name = name
 
-    def __enter__(self):
+    def __enter__(self) -> Trace:
         greenlet = self._greenlet = getcurrent()
-        self._saved = _traces.get(greenlet, _MISSING)
+        self._saved: _Frames | object = _traces.get(greenlet, _MISSING)
         frames = (*_frames_of(greenlet), (self._name, secrets.token_hex(6)))
         _traces[greenlet] = frames
-        self._saved_name = None
+        self._saved_name: str | None = None
         name = getattr(greenlet, "name", None)
         if isinstance(name, str) and name.startswith(_OWN_PREFIX):
             self._saved_name = name
             greenlet.name = "%s/%s]" % (_OWN_PREFIX, "/".join(n for n, _ in frames))
         return Trace(tuple(n for n, _ in frames), tuple(i for _, i in frames))
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> Literal[False]:
         greenlet = self._greenlet
         if self._saved is _MISSING:
             _traces.pop(greenlet, None)
         else:
+            assert isinstance(self._saved, tuple)  # what __enter__ saved, when not _MISSING
             _traces[greenlet] = self._saved
         if self._saved_name is not None:
             greenlet.name = self._saved_name

@@ -56,7 +56,7 @@ from zope.interface import implementer
 
 from greenworks import _checks, _greenlets
 from greenworks._component import KILL_GRACE
-from greenworks.clock import get_clock
+from greenworks.clock import ClockLike, get_clock
 from greenworks.context import background, with_cancel, with_timeout
 from greenworks.exceptions import ContextError, DeadlineExceeded, TaskGroupError, invalid_argument
 from greenworks.interfaces import IContext, ITaskGroup, ITaskStatus
@@ -113,8 +113,13 @@ class TaskGroup:
     """Default implementation of `ITaskGroup`; build it with :func:`task_group`."""
 
     def __init__(
-        self, ctx: Any = None, timeout: Any = None, *, grace: Any = DEFAULT_GRACE, clock: Any = None
-    ):
+        self,
+        ctx: Any = None,
+        timeout: Any = None,
+        *,
+        grace: Any = DEFAULT_GRACE,
+        clock: ClockLike | None = None,
+    ) -> None:
         if ctx is not None and not IContext.providedBy(ctx):
             raise invalid_argument("ctx", ctx, "a Context or None")
         self._parent_arg = ctx
@@ -354,7 +359,7 @@ class TaskGroup:
 
 
 def task_group(
-    ctx: Any = None, timeout: Any = None, *, grace: Any = DEFAULT_GRACE, clock: Any = None
+    ctx: Any = None, timeout: Any = None, *, grace: Any = DEFAULT_GRACE, clock: ClockLike | None = None
 ) -> TaskGroup:
     """Return a task group to use in a ``with`` block (see the module docstring for the rules).
 

@@ -6,13 +6,17 @@ The public types are re-exported by :mod:`greenworks.taskmanager`; import
 them from there.
 """
 
+import collections
 import datetime
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from gevent.event import AsyncResult, Event
 from zope.interface import implementer
 
+from greenworks.clock import TimerHandleLike
 from greenworks.interfaces import IManagedTask
 
 __all__ = ["FailedTask", "Scheduled", "TaskState", "TaskStatus", "WorkerInfo", "WorkerStatus"]
@@ -91,7 +95,23 @@ class FailedTask:
     failed_at: datetime.datetime
 
 
-class Scheduled(Event):
+class _Outcome(Protocol):
+    """What Scheduled uses of its gevent ``AsyncResult`` (gevent is untyped to mypy)."""
+
+    exception: BaseException | None
+
+    def ready(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> object: ...
+
+    def get(self, block: bool = True, timeout: float | None = None) -> None: ...
+
+    def set(self, value: None) -> None: ...
+
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
+class Scheduled(Event):  # type: ignore[misc]  # gevent.event.Event is untyped (Any) to mypy
     """The handle ``TaskManager.go`` returns: a gevent ``Event`` set once scheduled, plus the outcome.
 
     As an Event it is set exactly once: when a worker picked the task up
@@ -113,7 +133,7 @@ class Scheduled(Event):
         super().__init__()
         self.assigned: bool | None = None
         self.worker = 0
-        self._outcome = AsyncResult()
+        self._outcome: _Outcome = AsyncResult()
 
     def done(self) -> bool:
         """Whether the task's outcome is known. Never blocks."""
@@ -129,7 +149,7 @@ class Scheduled(Event):
 
         :raises gevent.Timeout: *timeout* (real seconds) passed first.
         """
-        return self._outcome.get(timeout=timeout)
+        return self._outcome.get(timeout=timeout)  # None: _finish only ever sets None
 
     @property
     def exception(self) -> BaseException | None:
@@ -158,7 +178,7 @@ _IDLE = WorkerInfo("idle", TaskState.WAITING)
 # -- private records and argument checks -----------------------------------------
 
 
-def _callable_attr(obj, attr):
+def _callable_attr(obj: object, attr: str) -> Callable[..., Any] | None:
     method = getattr(obj, attr, None)
     return method if callable(method) else None
 
@@ -169,17 +189,17 @@ class _FuncTask:
 
     __slots__ = ("_key", "_fn")
 
-    def __init__(self, key, fn):
+    def __init__(self, key: str, fn: Callable[[Any], object]) -> None:
         self._key = key
         self._fn = fn
 
-    def name(self):
+    def name(self) -> str:
         return self._key
 
-    def execute(self, ctx):
+    def execute(self, ctx: Any) -> None:
         self._fn(ctx)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<go_func task %r: %r>" % (self._key, self._fn)
 
 
@@ -204,19 +224,19 @@ class _Entry:
         "description",
     )
 
-    def __init__(self, task, name, sched, queued_at):
+    def __init__(self, task: Any, name: str, sched: Scheduled, queued_at: float) -> None:
         self.task = task
         self.name = name
         self.sched = sched
         self.status = TaskState.NOT_ASSIGNED
         self.worker = 0
         self.restarts = 0
-        self.last_error = None
+        self.last_error: BaseException | None = None
         self.queued_at = queued_at
-        self.run_started = None
-        self.restart_times = None
+        self.run_started: float | None = None
+        self.restart_times: collections.deque[float] | None = None
         self.consecutive = 0
-        self.timer = None
+        self.timer: TimerHandleLike | None = None
         # Looked up once, structurally (duck typing): a task need not
         # declare IRestartableTask / ITaskWithProgress to be treated as one.
         self.restart = _callable_attr(task, "restart")

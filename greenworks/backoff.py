@@ -18,6 +18,7 @@ greenlets.
 
 import math
 import random
+from typing import Protocol
 
 from zope.interface import implementer
 
@@ -34,7 +35,11 @@ __all__ = ["ExponentialBackoff", "StaticBackoff"]
 _MAX_EXPONENT = 1023
 
 
-def _check_attempt(attempt):
+class _Random(Protocol):
+    def random(self) -> float: ...
+
+
+def _check_attempt(attempt: object) -> int:
     if not is_int(attempt) or attempt < 0:
         raise invalid_argument("attempt", attempt, "an int >= 0")
     return attempt
@@ -54,15 +59,15 @@ class StaticBackoff:
 
     __slots__ = ("_sleep",)
 
-    def __init__(self, sleep):
+    def __init__(self, sleep: float) -> None:
         self._sleep = _checks.seconds("sleep", sleep)
 
     @property
-    def sleep(self):
+    def sleep(self) -> float:
         """The wait before every attempt (float seconds, read-only)."""
         return self._sleep
 
-    def duration(self, attempt):
+    def duration(self, attempt: int) -> float:
         """Return ``sleep``, whatever the attempt.
 
         :raises InvalidArgument: for a negative or non-int *attempt* (a
@@ -71,15 +76,15 @@ class StaticBackoff:
         _check_attempt(attempt)
         return self._sleep
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, StaticBackoff):
             return NotImplemented
         return self._sleep == other._sleep
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((StaticBackoff, self._sleep))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "StaticBackoff(%r)" % (self._sleep,)
 
 
@@ -120,7 +125,15 @@ class ExponentialBackoff:
 
     __slots__ = ("_initial", "_max", "_jitter", "_cap", "_jitter_at_cap", "_random")
 
-    def __init__(self, initial, max, jitter_proportion=0.0, *, jitter_at_cap=False, rng=None):
+    def __init__(
+        self,
+        initial: float,
+        max: float,
+        jitter_proportion: float = 0.0,
+        *,
+        jitter_at_cap: bool = False,
+        rng: _Random | None = None,
+    ) -> None:
         self._initial = _checks.seconds("initial", initial, positive=True)
         self._max = _checks.seconds("max", max)
         if self._max < self._initial:
@@ -137,26 +150,26 @@ class ExponentialBackoff:
         self._cap = self._max / self._initial
 
     @property
-    def initial(self):
+    def initial(self) -> float:
         """The wait before attempt 1 (float seconds, read-only)."""
         return self._initial
 
     @property
-    def max(self):
+    def max(self) -> float:
         """The longest wait (float seconds, read-only)."""
         return self._max
 
     @property
-    def jitter_proportion(self):
+    def jitter_proportion(self) -> float:
         """The random share of each wait, in ``[0, 1]`` (float, read-only)."""
         return self._jitter
 
     @property
-    def jitter_at_cap(self):
+    def jitter_at_cap(self) -> bool:
         """Whether capped waits keep their jitter (bool, read-only)."""
         return self._jitter_at_cap
 
-    def duration(self, attempt):
+    def duration(self, attempt: int) -> float:
         """Return the seconds to wait before *attempt*; see the class docstring.
 
         Never blocks; safe to call from any greenlet.
@@ -179,7 +192,7 @@ class ExponentialBackoff:
         # initial * total can round one ulp past max even when total < cap.
         return min(self._initial * total, self._max)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExponentialBackoff):
             return NotImplemented
         return (self._initial, self._max, self._jitter, self._jitter_at_cap) == (
@@ -189,10 +202,10 @@ class ExponentialBackoff:
             other._jitter_at_cap,
         )
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((ExponentialBackoff, self._initial, self._max, self._jitter, self._jitter_at_cap))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "ExponentialBackoff(%r, %r, jitter_proportion=%r%s)" % (
             self._initial,
             self._max,

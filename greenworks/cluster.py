@@ -61,6 +61,7 @@ from greenworks import _checks
 from greenworks._cluster_keys import default_key, member_weight, rendezvous_owner
 from greenworks._cluster_membership import MembershipBeat, RedisMembership
 from greenworks._component import Lifecycle, State, iso
+from greenworks.clock import ClockLike
 from greenworks.exceptions import DeadlineExceeded, RunnerClosedError, invalid_argument
 from greenworks.interfaces import IClusterRunner, IContext, IMembership
 from greenworks.runner import Runner, WorkerStatus
@@ -133,7 +134,7 @@ class ClusterRunner:
         key: Callable[[Any], str] | None = None,
         stop_timeout: float | None = 10.0,
         name: str = "cluster",
-        clock: Any = None,
+        clock: ClockLike | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         if not callable(new_worker):

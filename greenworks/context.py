@@ -30,14 +30,15 @@ it, which is how a derived context is released once its work is done.
 """
 
 import math
+from typing import Literal, NoReturn
 
 from gevent.event import Event
 from zope.interface import implementer
 
 from greenworks import _checks
 from greenworks._checks import is_real
-from greenworks.clock import get_clock
-from greenworks.exceptions import Canceled, DeadlineExceeded, invalid_argument
+from greenworks.clock import ClockLike, TimerHandleLike, get_clock
+from greenworks.exceptions import Canceled, ContextError, DeadlineExceeded, invalid_argument
 from greenworks.interfaces import IContext
 
 __all__ = ["Context", "background", "with_cancel", "with_deadline", "with_timeout"]
@@ -53,48 +54,48 @@ class Context:
 
     __slots__ = ("__weakref__", "_children", "_clock", "_deadline", "_done", "_err", "_parent", "_timer")
 
-    def __init__(self, parent, clock, deadline=None):
+    def __init__(self, parent: "Context | None", clock: ClockLike, deadline: float | None = None) -> None:
         self._parent = parent
-        self._children = None
+        self._children: set[Context] | None = None
         self._done = Event()
-        self._err = None
+        self._err: ContextError | None = None
         self._deadline = deadline
-        self._timer = None
+        self._timer: TimerHandleLike | None = None
         self._clock = clock
 
     # -- reading -------------------------------------------------------------
 
     @property
-    def done(self):
+    def done(self) -> Event:
         return self._done
 
     @property
-    def err(self):
+    def err(self) -> ContextError | None:
         return self._err
 
     @property
-    def deadline(self):
+    def deadline(self) -> float | None:
         return self._deadline
 
     @property
-    def clock(self):
+    def clock(self) -> ClockLike:
         return self._clock
 
-    def remaining(self):
+    def remaining(self) -> float | None:
         """Seconds left before the deadline (never negative), or ``None`` without one."""
         if self._deadline is None:
             return None
         return max(0.0, self._deadline - self._clock.monotonic())
 
-    def is_done(self):
+    def is_done(self) -> bool:
         return self._err is not None
 
     # -- waiting -------------------------------------------------------------
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | None = None) -> bool:
         return self._clock.wait(self._done, _checks.seconds("timeout", timeout, none=True, negative=True))
 
-    def sleep(self, seconds):
+    def sleep(self, seconds: float) -> bool:
         seconds = _checks.seconds("seconds", seconds, negative=True)
         if self._err is not None:
             return False
@@ -102,7 +103,7 @@ class Context:
             return True
         return not self._clock.wait(self._done, seconds)
 
-    def raise_if_done(self):
+    def raise_if_done(self) -> None:
         err = self._err
         if err is not None:
             # A fresh instance each time, so tracebacks do not pile up on the
@@ -111,13 +112,13 @@ class Context:
 
     # -- cancelling ----------------------------------------------------------
 
-    def cancel(self):
+    def cancel(self) -> None:
         self._finish(Canceled())
 
-    def _expire(self):
+    def _expire(self) -> None:
         self._finish(DeadlineExceeded())
 
-    def _finish(self, err):
+    def _finish(self, err: ContextError) -> None:
         if self._err is not None:
             return
         parent = self._parent
@@ -138,7 +139,7 @@ class Context:
                 stack.extend(children)
             ctx._done.set()
 
-    def _adopt(self, child):
+    def _adopt(self, child: "Context") -> None:
         if self._err is not None:
             child._finish(self._err)
             return
@@ -148,16 +149,17 @@ class Context:
 
     # -- context manager -----------------------------------------------------
 
-    def __enter__(self):
+    def __enter__(self) -> "Context":
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> Literal[False]:
         self.cancel()
         return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "live" if self._err is None else type(self._err).__name__
-        deadline = "" if self._deadline is None else " remaining=%.3fs" % self.remaining()
+        remaining = self.remaining()
+        deadline = "" if remaining is None else " remaining=%.3fs" % remaining
         return "<greenworks.Context %s%s at 0x%x>" % (state, deadline, id(self))
 
 
@@ -167,27 +169,27 @@ class _Background(Context):
 
     __slots__ = ()
 
-    def cancel(self):
+    def cancel(self) -> NoReturn:
         raise TypeError("the background context cannot be cancelled; derive one with with_cancel()")
 
-    def _adopt(self, child):
+    def _adopt(self, child: Context) -> None:
         # Background is never cancelled, so it need not remember its children
         # (and a long-lived process creating many of them would leak otherwise).
         pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<greenworks.Context background>"
 
 
 _background = _Background(None, get_clock())
 
 
-def background():
+def background() -> Context:
     """Return the root context: never cancelled, no deadline, real clock."""
     return _background
 
 
-def _derive(parent, clock, deadline):
+def _derive(parent: Context | None, clock: ClockLike | None, deadline: float | None) -> Context:
     if parent is None:
         parent = _background
     elif not IContext.providedBy(parent):
@@ -202,6 +204,7 @@ def _derive(parent, clock, deadline):
     child = Context(parent, clock, deadline)
     parent._adopt(child)
     if own_timer and child._err is None:
+        assert deadline is not None  # own_timer says so
         delay = deadline - clock.monotonic()
         if delay <= 0:
             child._expire()
@@ -210,7 +213,7 @@ def _derive(parent, clock, deadline):
     return child
 
 
-def with_cancel(parent=None, clock=None):
+def with_cancel(parent: Context | None = None, clock: ClockLike | None = None) -> Context:
     """Return a child of *parent* that can be cancelled on its own.
 
     :param parent: a context, or ``None`` for :func:`background`.
@@ -219,7 +222,7 @@ def with_cancel(parent=None, clock=None):
     return _derive(parent, clock, None)
 
 
-def with_timeout(parent, seconds, clock=None):
+def with_timeout(parent: Context | None, seconds: float, clock: ClockLike | None = None) -> Context:
     """Return a child of *parent* that is cancelled after *seconds*.
 
     The deadline is measured on *clock* (default: the parent's), so a
@@ -241,7 +244,7 @@ def with_timeout(parent, seconds, clock=None):
     return _derive(parent, resolved, resolved.monotonic() + seconds)
 
 
-def with_deadline(parent, deadline, clock=None):
+def with_deadline(parent: Context | None, deadline: float, clock: ClockLike | None = None) -> Context:
     """Return a child of *parent* cancelled when ``clock.monotonic()`` reaches *deadline*."""
     if not is_real(deadline) or deadline != deadline or deadline in (math.inf, -math.inf):
         raise invalid_argument("deadline", deadline, "a finite monotonic time in seconds")

@@ -54,6 +54,7 @@ from zope.interface import implementer
 
 from greenworks import _checks, _greenlets
 from greenworks._component import KILL_GRACE, Lifecycle, State
+from greenworks.clock import ClockLike
 from greenworks.dispatcher import Dispatcher
 from greenworks.exceptions import (
     BrokenExecutorError,
@@ -117,7 +118,7 @@ class _WorkItem:
         fn: Callable[..., Any],
         args: Any,
         kwargs: Any,
-    ):
+    ) -> None:
         self.executor: GreenExecutor | None = executor
         self.future: cf.Future[Any] | None = future
         self.fn: Callable[..., Any] | None = fn
@@ -194,7 +195,7 @@ class GreenExecutor(cf.Executor):
         task_timeout: float | None = None,
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
-        clock: Any = None,
+        clock: ClockLike | None = None,
         logger: Any = None,
     ) -> None:
         if max_workers is None:

@@ -51,6 +51,7 @@ outlives it.
 import datetime
 import logging
 import random as _random
+from collections.abc import Iterable
 from typing import Any
 
 import zope.event
@@ -65,6 +66,7 @@ from greenworks._job import Job, job
 from greenworks._leadership import Leadership
 from greenworks._results import JobResult, Result, ResultStream, _Batch
 from greenworks._timetable import Timetable
+from greenworks.clock import ClockLike
 from greenworks.events import JobSkipped, TicksMissed
 from greenworks.exceptions import (
     InvalidScheduleError,
@@ -105,7 +107,7 @@ _UTC = datetime.timezone.utc
 _MIN_CLAIM_TTL = 1.0
 
 
-def _check_jobs(name: str, jobs: Any) -> list[Any]:
+def _check_jobs(name: str, jobs: Iterable[Any]) -> list[Any]:
     try:
         jobs = list(jobs)
     except TypeError:
@@ -189,7 +191,7 @@ class JobRunner:
         store: Any = None,
         random: Any = None,
         name: str = "jobs",
-        clock: Any = None,
+        clock: ClockLike | None = None,
         logger: Any = None,
     ) -> None:
         if source is not None and not callable(getattr(source, "get", None)):

@@ -173,7 +173,7 @@ def mark_process_dead(pid: int) -> None:
         from prometheus_client import multiprocess
     except ImportError:
         return
-    multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # prometheus_client.multiprocess has no annotations
 
 
 def exposition() -> tuple[bytes, str]:
@@ -189,7 +189,7 @@ def exposition() -> tuple[bytes, str]:
         from prometheus_client import multiprocess
 
         registry = prometheus.CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client.multiprocess has no annotations
     else:
         registry = _current.registry if _current is not None else prometheus.REGISTRY
     return prometheus.generate_latest(registry), prometheus.CONTENT_TYPE_LATEST

@@ -68,6 +68,7 @@ from greenlet import getcurrent
 from zope.interface import implementer
 
 from greenworks import _checks, _component, _greenlets
+from greenworks.clock import ClockLike
 from greenworks.events import HubBlocked, notify, subscribed
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IHubWatch
@@ -102,7 +103,7 @@ def current() -> HubWatch | None:
 
 
 def watch_hub(
-    max_blocking_time: float = 0.1, *, clock: Any = None, logger: Any = None, name: str = "hub"
+    max_blocking_time: float = 0.1, *, clock: ClockLike | None = None, logger: Any = None, name: str = "hub"
 ) -> HubWatch:
     """Start (or return the running) hub watch of this process.
 
@@ -199,7 +200,12 @@ class HubWatch:
     """
 
     def __init__(
-        self, max_blocking_time: float = 0.1, *, clock: Any = None, logger: Any = None, name: str = "hub"
+        self,
+        max_blocking_time: float = 0.1,
+        *,
+        clock: ClockLike | None = None,
+        logger: Any = None,
+        name: str = "hub",
     ) -> None:
         self.max_blocking_time: float = _checks.seconds("max_blocking_time", max_blocking_time, positive=True)
         self._life = _component.Lifecycle(self, "hubwatch", name, clock, logger, __name__)
@@ -331,6 +337,7 @@ class HubWatch:
         limit = self.max_blocking_time
         look = limit / 4.0
         hub_ident = self._hub_ident
+        assert hub_ident is not None  # start() set it before starting this thread
         reports = self._reports
         # As start() left them: a block that begins at once is dated from there.
         seen_count, since = self._started
@@ -387,7 +394,8 @@ class HubWatch:
         at = self._life.clock.now(_UTC)
         self._total += 1
         self._counts[component_name] += 1
-        self._seconds[component_name] += report.seconds
+        # typeshed's Counter counts ints only; this one sums float seconds.
+        self._seconds[component_name] += report.seconds  # type: ignore[assignment]
         key = (component_name, report.greenlet_name, task)
         entry = self._blockers.get(key)
         if entry is None:

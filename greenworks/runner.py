@@ -46,7 +46,7 @@ import datetime
 import enum
 import itertools
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import gevent
@@ -57,7 +57,8 @@ from zope.interface import implementer
 
 from greenworks import _checks
 from greenworks._component import Lifecycle, State
-from greenworks.context import with_cancel
+from greenworks.clock import ClockLike, TimerHandleLike
+from greenworks.context import Context, with_cancel
 from greenworks.events import WorkerExited, WorkerStarted
 from greenworks.exceptions import DeadlineExceeded, RunnerClosedError, invalid_argument
 from greenworks.interfaces import IContext, IRunner
@@ -72,7 +73,7 @@ DEFAULT_STOP_TIMEOUT = 10.0
 _MAX_REPR = 60
 
 
-def _short_repr(task):
+def _short_repr(task: object) -> str:
     try:
         text = repr(task)
     except Exception:  # a broken __repr__ must not stop the worker from starting
@@ -80,7 +81,7 @@ def _short_repr(task):
     return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
 
 
-def _as_datetime(timestamp, tz):
+def _as_datetime(timestamp: float | None, tz: datetime.tzinfo | None) -> datetime.datetime | None:
     return None if timestamp is None else datetime.datetime.fromtimestamp(timestamp, tz)
 
 
@@ -118,12 +119,12 @@ class WorkerInfo:
 
     __slots__ = ("task", "worker", "state", "started_at", "exited_at", "error")
 
-    task: object
-    worker: object
+    task: Any
+    worker: Any
     state: WorkerState
-    started_at: object
-    exited_at: object
-    error: object
+    started_at: datetime.datetime | None
+    exited_at: datetime.datetime | None
+    error: BaseException | None
 
     @property
     def alive(self) -> bool:
@@ -170,24 +171,24 @@ class _Slot:
         "finished",
     )
 
-    def __init__(self, runner, task):
+    def __init__(self, runner: "Runner", task: Any) -> None:
         self.runner = runner
         self.task = task
-        self.worker = None
-        self.ctx = None
-        self.greenlet = None
+        self.worker: Any = None
+        self.ctx: Context | None = None
+        self.greenlet: Any = None
         self.state = WorkerState.STARTING
-        self.started_at = None
-        self.exited_at = None
-        self.error = None
-        self.kill_timer = None
-        self.waiters = None
+        self.started_at: float | None = None
+        self.exited_at: float | None = None
+        self.error: BaseException | None = None
+        self.kill_timer: TimerHandleLike | None = None
+        self.waiters: list[_Waiter] | None = None
         self.finished = False
 
-    def on_exit(self, _greenlet=None):
+    def on_exit(self, _greenlet: object = None) -> None:
         self.runner._slot_exited(self)
 
-    def info(self, tz: Any) -> WorkerInfo:
+    def info(self, tz: datetime.tzinfo | None) -> WorkerInfo:
         # Times are kept as POSIX floats (cheap on the hot path) and only
         # turned into datetimes for a snapshot.
         return WorkerInfo(
@@ -205,18 +206,18 @@ class _Waiter:
 
     __slots__ = ("pending", "event")
 
-    def __init__(self, pending):
+    def __init__(self, pending: int) -> None:
         self.pending = pending
         self.event = Event()
         if not pending:
             self.event.set()
 
-    def one_exited(self):
+    def one_exited(self) -> None:
         self.pending -= 1
         if self.pending <= 0:
             self.event.set()
 
-    def wake(self, _source=None):
+    def wake(self, _source: object = None) -> None:
         self.event.set()
 
 
@@ -256,7 +257,7 @@ class Runner:
         stop_timeout: float | None = DEFAULT_STOP_TIMEOUT,
         restart_exited: bool = False,
         name: str = "runner",
-        clock: Any = None,
+        clock: ClockLike | None = None,
         logger: Any = None,
     ) -> None:
         if not callable(new_worker):
@@ -355,7 +356,9 @@ class Runner:
 
     # -- reconciling ---------------------------------------------------------
 
-    def apply_tasks(self, tasks, ctx=None, timeout=None):
+    def apply_tasks(
+        self, tasks: Iterable[Any], ctx: Context | None = None, timeout: float | None = None
+    ) -> None:
         """Make the running workers match *tasks*, then wait for stale workers to exit.
 
         New tasks get a worker (``new_worker`` is called synchronously, the
@@ -400,7 +403,7 @@ class Runner:
         if ctx is not None:
             ctx.raise_if_done()
 
-    def _desired(self, tasks):
+    def _desired(self, tasks: Iterable[Any]) -> dict[Any, int]:
         if isinstance(tasks, (str, bytes)):
             raise invalid_argument("tasks", tasks, "an iterable of tasks, not a single string")
         if not isinstance(tasks, Collection):
@@ -422,7 +425,7 @@ class Runner:
                 raise invalid_argument("tasks", task, "hashable (e.g. a frozen dataclass)") from None
         raise invalid_argument("tasks", tasks, "an iterable of hashable tasks")
 
-    def _reconcile(self, desired):
+    def _reconcile(self, desired: dict[Any, int]) -> Sequence[_Slot]:
         """Apply the diff under the lock; return the stale slots to wait for."""
         if self._closed:
             raise RunnerClosedError()
@@ -435,8 +438,8 @@ class Runner:
         restart = self._restart_exited and self._exited
         if not changed and not restart:
             return ()
-        removed = []
-        added = []
+        removed: list[Any] = []
+        added: list[Any] = []
         for task in changed:
             # Removed tasks are the tracked key objects themselves (an identity hit).
             (removed if task in active else added).append(task)
@@ -453,7 +456,7 @@ class Runner:
             len(removed),
             len(restarted),
         )
-        stale = []
+        stale: list[_Slot] = []
         for task in removed:
             slot = active.pop(task)
             if self._exited:
@@ -471,7 +474,7 @@ class Runner:
             self._start(task)
         return stale
 
-    def _start(self, task):
+    def _start(self, task: Any) -> None:
         """Create, register and spawn the worker for *task*, which is (re)added now."""
         slot = _Slot(self, task)
         try:
@@ -502,11 +505,12 @@ class Runner:
             "greenworks.%s[%s]" % (self._name, _short_repr(task)), self._run_worker, slot, run, previous
         )
 
-    def _run_worker(self, slot, run, previous):
+    def _run_worker(self, slot: _Slot, run: Callable[[Context], object], previous: Any) -> None:
         try:
             if previous is not None:
                 # An older worker of an equal task is still exiting: never overlap it.
                 previous.join()
+            assert slot.ctx is not None  # _start set it before spawning this greenlet
             slot.state = WorkerState.RUNNING if slot.ctx.err is None else WorkerState.STOPPING
             slot.started_at = self._clock.time()
             self._life.emit(WorkerStarted, slot.task)
@@ -528,7 +532,7 @@ class Runner:
             # case this misses, a greenlet killed before it ever ran.
             self._slot_exited(slot)
 
-    def _slot_exited(self, slot):
+    def _slot_exited(self, slot: _Slot) -> None:
         if slot.finished:
             return
         slot.finished = True
@@ -560,14 +564,14 @@ class Runner:
             for waiter in waiters:
                 waiter.one_exited()
 
-    def _stop_slot(self, slot):
+    def _stop_slot(self, slot: _Slot) -> None:
         """Mark a cancelled, live worker as stopping and arm its stop_timeout."""
         if slot.state is WorkerState.RUNNING:
             slot.state = WorkerState.STOPPING
         if self._stop_timeout is not None and slot.kill_timer is None:
             slot.kill_timer = self._clock.call_later(self._stop_timeout, self._kill_slot, slot)
 
-    def _kill_slot(self, slot):
+    def _kill_slot(self, slot: _Slot) -> None:
         # Runs in the hub (or inside FakeClock.advance): must not block.
         slot.kill_timer = None
         greenlet = slot.greenlet
@@ -581,7 +585,7 @@ class Runner:
             greenlet.kill(GreenletExit, block=False)
             greenlet.rawlink(slot.on_exit)
 
-    def _wait_for(self, slots, ctx, timeout):
+    def _wait_for(self, slots: Sequence[_Slot], ctx: Context | None, timeout: float | None) -> None:
         if ctx is not None and ctx.err is not None:
             # Already done: return at once, without even a trip through the hub.
             ctx.raise_if_done()
@@ -673,7 +677,7 @@ class Runner:
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         self.stop()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<greenworks.Runner %r %s tasks=%d stopping=%d>" % (
             self._name,
             self._life.state.value,

@@ -64,6 +64,7 @@ from zope.interface import implementer
 from greenworks import _checks
 from greenworks._component import Lifecycle, State, iso
 from greenworks._task_group import DEFAULT_GRACE, TaskGroup, TaskStatus, task_group
+from greenworks.clock import ClockLike
 from greenworks.context import with_cancel
 from greenworks.exceptions import ContextError, RestartIntensityExceeded, SupervisorError, invalid_argument
 from greenworks.interfaces import IBackoff, IChild, ISupervisor
@@ -110,7 +111,9 @@ class Child:
 
     __slots__ = ("name", "restart", "shutdown", "spec")
 
-    def __init__(self, spec: Any, restart: str = "permanent", *, name: Any = None, shutdown: Any = _DEFAULT):
+    def __init__(
+        self, spec: Any, restart: str = "permanent", *, name: Any = None, shutdown: Any = _DEFAULT
+    ) -> None:
         if isinstance(spec, Child):
             raise invalid_argument("spec", spec, "an IWorker, a callable f(ctx) or a Supervisor, not a Child")
         if not callable(getattr(spec, "run", None)) and not callable(spec):
@@ -188,7 +191,7 @@ class Supervisor:
         backoff: Any = None,
         *,
         name: str = "supervisor",
-        clock: Any = None,
+        clock: ClockLike | None = None,
         logger: Any = None,
     ) -> None:
         self._life = Lifecycle(self, "supervisor", name, clock, logger, __name__)

@@ -62,6 +62,7 @@ from greenworks._taskmanager_types import (
     _FuncTask,
 )
 from greenworks._workers import WorkerSet
+from greenworks.clock import ClockLike
 from greenworks.events import TaskGaveUp, TaskRestarted
 from greenworks.exceptions import (
     Canceled,
@@ -143,7 +144,7 @@ class TaskManager:
         restart_backoff: Any = None,
         max_restarts: int | None = None,
         restart_period: float = DEFAULT_RESTART_PERIOD,
-        clock: Any = None,
+        clock: ClockLike | None = None,
         name: str = "taskmanager",
     ) -> None:
         self._min = _checks.count("min_workers", min_workers)
@@ -516,7 +517,7 @@ class TaskManager:
                 gevent.sleep(0)
 
     def _worker_exited(self, worker: Any) -> None:
-        entry = worker.item
+        entry: _Entry | None = worker.item
         if entry is not None:
             # Killed (stop() after its timeout, or by someone else) mid-task.
             worker.item = None
@@ -573,6 +574,7 @@ class TaskManager:
 
     def _schedule_restart(self, entry: _Entry, err: BaseException) -> None:
         now = self._clock.monotonic()
+        assert entry.run_started is not None  # _assign set it before the run that failed
         if now - entry.run_started >= self._restart_period:
             entry.consecutive = 0
         times = entry.restart_times

@@ -12,7 +12,7 @@ from typing import Any
 import gevent
 from zope.interface import implementer
 
-from greenworks.clock import get_clock
+from greenworks.clock import ClockLike, get_clock
 from greenworks.coordination._common import BackendHealth, ClaimResult, check_ttl, fence_floor, new_holder_id
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IFencedLock, ILeaderLock
@@ -78,7 +78,12 @@ class FileLock:
     """
 
     def __init__(
-        self, path: Any, *, claims_dir: Any = None, clock: Any = None, logger: logging.Logger | None = None
+        self,
+        path: Any,
+        *,
+        claims_dir: Any = None,
+        clock: ClockLike | None = None,
+        logger: logging.Logger | None = None,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise invalid_argument("path", path, "a file path (str or os.PathLike)")

@@ -3,11 +3,10 @@
 """
 
 import logging
-from typing import Any
 
 from zope.interface import implementer
 
-from greenworks.clock import get_clock
+from greenworks.clock import ClockLike, get_clock
 from greenworks.coordination._common import ClaimResult, check_ttl, new_holder_id
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IFencedLock, ILeaderLock
@@ -22,7 +21,7 @@ class _LocalState:
 
     __slots__ = ("owner", "expires", "claims", "clock", "fence")
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: ClockLike) -> None:
         self.clock = clock
         self.owner: LocalLock | None = None
         self.expires: float | None = None
@@ -74,7 +73,11 @@ class LocalLock:
     """
 
     def __init__(
-        self, ttl: float | None = None, *, clock: Any = None, logger: logging.Logger | None = None
+        self,
+        ttl: float | None = None,
+        *,
+        clock: ClockLike | None = None,
+        logger: logging.Logger | None = None,
     ) -> None:
         self._ttl = check_ttl("ttl", ttl, allow_none=True)
         self._state = _LocalState(get_clock(clock))

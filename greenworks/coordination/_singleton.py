@@ -3,13 +3,14 @@
 """
 
 import logging
+from typing import Any
 
 from zope.interface import implementer
 
 from greenworks import _greenlets
 from greenworks._runutil_core import WorkerFunc
-from greenworks.clock import get_clock
-from greenworks.context import with_cancel
+from greenworks.clock import ClockLike, get_clock
+from greenworks.context import Context, with_cancel
 from greenworks.coordination._common import check_ttl
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import ILeaderLock, IWorker
@@ -23,7 +24,9 @@ logger = logging.getLogger(__name__)
 class _Singleton:
     """An `IWorker` that runs its inner worker only while holding a leader lock."""
 
-    def __init__(self, lock, worker, ttl, poll, name, clock, logger):
+    def __init__(
+        self, lock: Any, worker: Any, ttl: float | None, poll: float, name: str, clock: ClockLike, logger: Any
+    ) -> None:
         self.lock = lock
         self.worker = worker
         self._ttl = ttl
@@ -32,7 +35,7 @@ class _Singleton:
         self._clock = clock
         self._logger = logger
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> None:
         """Contend for the lock until *ctx* is done; run the inner worker while leading.
 
         Each time the lease is won, ``worker.run(lease)`` is called with a
@@ -49,7 +52,7 @@ class _Singleton:
                 continue
             self._logger.info("singleton %s: leading as %s", self._name, lock.holder)
             lease = with_cancel(ctx, clock=self._clock)
-            lost = []
+            lost: list[bool] = []
             watcher = _greenlets.spawn(
                 "greenworks.coordination.singleton[%s]" % self._name, self._watch, lease, lost
             )
@@ -63,7 +66,7 @@ class _Singleton:
                 return
             self._logger.warning("singleton %s: lease lost; stopped the worker, contending again", self._name)
 
-    def _watch(self, lease, lost):
+    def _watch(self, lease: Context, lost: list[bool]) -> None:
         # Renew at the poll interval; the first failure cancels the worker.
         while not self._clock.wait(lease.done, self._poll):
             if not self.lock.renew():
@@ -71,11 +74,20 @@ class _Singleton:
                 lease.cancel()
                 return
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<singleton %s lock=%r>" % (self._name, self.lock)
 
 
-def singleton(lock, worker, *, ttl=None, poll=None, name=None, clock=None, logger=None):
+def singleton(
+    lock: Any,
+    worker: Any,
+    *,
+    ttl: float | None = None,
+    poll: float | None = None,
+    name: str | None = None,
+    clock: ClockLike | None = None,
+    logger: Any = None,
+) -> _Singleton:
     """Wrap *worker* so that across every process sharing *lock* exactly one runs it.
 
     The returned `IWorker` (hand it to a `Runner`, `run_all_workers` or a
