@@ -48,7 +48,7 @@ class _Task:
 
     __slots__ = ("args", "fn", "index", "queue")
 
-    def __init__(self, queue: SimpleQueue, index: int, fn: Callable[..., Any], args: tuple[Any, ...]):
+    def __init__(self, queue: SimpleQueue, index: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.queue = queue
         self.index = index
         self.fn: Callable[..., Any] | None = fn

@@ -21,6 +21,7 @@ signal number when a second signal killed the workers.
 import importlib
 import os
 import sys
+from typing import Any, TextIO
 
 __all__ = ["EXIT_BAD_TARGET", "EXIT_FAILED", "EXIT_OK", "load_target", "run_target"]
 
@@ -35,13 +36,13 @@ class BadTarget(Exception):
     """The target cannot be loaded; the message is the one line shown to the user."""
 
 
-def _module_missing(exc, module_name):
+def _module_missing(exc: ImportError, module_name: str) -> bool:
     """Whether *exc* says *module_name* itself (or a parent package) does not exist."""
     missing = getattr(exc, "name", None)
     return missing is not None and (module_name == missing or module_name.startswith(missing + "."))
 
 
-def load_target(target):
+def load_target(target: str) -> Any:
     """Import ``package.module:attribute`` and return the registry it names.
 
     :raises BadTarget: with a one-line message for a malformed target, a
@@ -77,7 +78,7 @@ def load_target(target):
     return obj
 
 
-def _configure_logging():
+def _configure_logging() -> None:
     import logging
 
     if not logging.root.handlers:
@@ -92,7 +93,7 @@ def _configure_logging():
         logging.root.setLevel(logging.INFO)
 
 
-def run_target(target, *, stderr=None):
+def run_target(target: str, *, stderr: TextIO | None = None) -> int:
     """Run every worker provided to the registry *target* until a signal stops them.
 
     Blocks the calling (main) greenlet. Installs SIGTERM and SIGINT handlers
@@ -120,7 +121,7 @@ def run_target(target, *, stderr=None):
     out = sys.stderr if stderr is None else stderr
     clock = get_clock()
 
-    def say(message):
+    def say(message: str) -> None:
         print("greenworks run: %s" % message, file=out, flush=True)
 
     cwd = os.getcwd()
@@ -142,10 +143,10 @@ def run_target(target, *, stderr=None):
         return EXIT_OK
 
     root = with_cancel()
-    received = []
+    received: list[int] = []
     runner = _greenlets.spawn("greenworks.run[%s]" % target, run_all_workers, root, *workers)
 
-    def on_signal(signum):
+    def on_signal(signum: int) -> None:
         received.append(signum)
         name = signal.Signals(signum).name
         if len(received) == 1:

@@ -5,11 +5,15 @@ argument checks, and named workers (subsystems). Import them from
 """
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from zope.interface import implementer
 
 from greenworks import _checks
 from greenworks._subsystem import enter
+from greenworks.backoff import BackoffLike
+from greenworks.context import Context
 from greenworks.exceptions import ContextError, invalid_argument
 from greenworks.interfaces import IContext, IRunOnce, IWorker
 
@@ -26,15 +30,15 @@ class WorkerFunc:
 
     __slots__ = ("fn",)
 
-    def __init__(self, fn):
+    def __init__(self, fn: Callable[[Context], Any]) -> None:
         if not callable(fn):
             raise invalid_argument("fn", fn, "a callable f(ctx)")
         self.fn = fn
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> Any:
         return self.fn(ctx)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "WorkerFunc(%r)" % (self.fn,)
 
 
@@ -44,29 +48,29 @@ class JobFunc:
 
     __slots__ = ("fn",)
 
-    def __init__(self, fn):
+    def __init__(self, fn: Callable[[Context], Any]) -> None:
         if not callable(fn):
             raise invalid_argument("fn", fn, "a callable f(ctx)")
         self.fn = fn
 
-    def run_once(self, ctx):
+    def run_once(self, ctx: Context) -> Any:
         return self.fn(ctx)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "JobFunc(%r)" % (self.fn,)
 
 
-def worker_func(fn):
+def worker_func(fn: Callable[[Context], Any]) -> WorkerFunc:
     """Return *fn* (a callable ``fn(ctx)``) as an `IWorker`."""
     return WorkerFunc(fn)
 
 
-def job_func(fn):
+def job_func(fn: Callable[[Context], Any]) -> JobFunc:
     """Return *fn* (a callable ``fn(ctx)``) as an `IRunOnce`."""
     return JobFunc(fn)
 
 
-def _worker_call(worker, argument="worker"):
+def _worker_call(worker: Any, argument: str = "worker") -> Any:
     """Return the callable that runs *worker*: ``worker.run`` or *worker* itself."""
     if IWorker.providedBy(worker):
         return worker.run
@@ -78,7 +82,7 @@ def _worker_call(worker, argument="worker"):
     raise invalid_argument(argument, worker, "an IWorker or a callable f(ctx)")
 
 
-def _job_call(job, argument="job"):
+def _job_call(job: Any, argument: str = "job") -> Any:
     """Return the callable that runs *job*: ``job.run_once`` or *job* itself."""
     if IRunOnce.providedBy(job):
         return job.run_once
@@ -90,23 +94,23 @@ def _job_call(job, argument="job"):
     raise invalid_argument(argument, job, "an IRunOnce or a callable f(ctx)")
 
 
-def _check_ctx(ctx):
+def _check_ctx(ctx: object) -> None:
     if not IContext.providedBy(ctx):
         raise invalid_argument("ctx", ctx, "a greenworks Context")
 
 
-def _check_backoff(backoff):
+def _check_backoff(backoff: BackoffLike) -> BackoffLike:
     if not callable(getattr(backoff, "duration", None)):
         raise invalid_argument("backoff", backoff, "an IBackoff (an object with duration(attempt))")
     return backoff
 
 
-def _stopped_by(exc, ctx):
+def _stopped_by(exc: BaseException, ctx: Context) -> bool:
     """Whether *exc* is the graceful "my context is done" exit rather than a failure."""
     return isinstance(exc, ContextError) and ctx.err is not None
 
 
-def _describe(worker):
+def _describe(worker: object) -> str:
     name = getattr(worker, "name", None)
     if isinstance(name, str) and name:
         return name
@@ -130,26 +134,26 @@ class NamedWorker:
 
     __slots__ = ("_name", "_worker", "_run_worker")
 
-    def __init__(self, name, worker):
+    def __init__(self, name: str, worker: Any) -> None:
         self._name = _checks.name("name", name)
         self._run_worker = _worker_call(worker)
         self._worker = worker
 
     @property
-    def name(self):
+    def name(self) -> str:
         """The subsystem name, used verbatim (str, read-only)."""
         return self._name
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> Any:
         with enter(self._name) as trace:
             logger.debug("subsystem %s started, trace id %s", trace.subsystem, trace.trace_id)
             return self._run_worker(ctx)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "NamedWorker(%r, %r)" % (self._name, self._worker)
 
 
-def named_worker(name, worker):
+def named_worker(name: str, worker: Any) -> NamedWorker:
     """Return *worker* running as subsystem *name*; see :class:`NamedWorker`.
 
     The name is used verbatim (no ``%`` formatting).
@@ -157,7 +161,7 @@ def named_worker(name, worker):
     return NamedWorker(name, worker)
 
 
-def type_name(obj):
+def type_name(obj: object) -> str:
     """Return ``"<module>/<Class>"`` for *obj*'s type (or for *obj* itself if it is a class).
 
     The Python spelling of Go's ``%T`` with ``*`` trimmed and the first ``.``
@@ -168,6 +172,6 @@ def type_name(obj):
     return "%s/%s" % (cls.__module__, cls.__qualname__)
 
 
-def named_worker_from_type(obj, worker):
+def named_worker_from_type(obj: object, worker: Any) -> NamedWorker:
     """Return *worker* running as the subsystem named after *obj*'s type (see :func:`type_name`)."""
     return NamedWorker(type_name(obj), worker)

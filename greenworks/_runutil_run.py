@@ -4,12 +4,15 @@ Import these from :mod:`greenworks.runutil`; this module is private.
 """
 
 import sys
+from collections.abc import Iterable
+from typing import Any
 
 import gevent
 from zope.interface.interfaces import IComponents
 
 from greenworks import _greenlets
 from greenworks._runutil_core import (
+    NamedWorker,
     _check_ctx,
     _describe,
     _job_call,
@@ -17,7 +20,7 @@ from greenworks._runutil_core import (
     _worker_call,
     named_worker_from_type,
 )
-from greenworks.context import with_cancel
+from greenworks.context import Context, with_cancel
 from greenworks.exceptions import WorkerExitedPrematurely, invalid_argument
 from greenworks.interfaces import IWorkerConfigurer
 
@@ -30,7 +33,7 @@ else:  # pragma: no cover
 # -- running many -------------------------------------------------------------
 
 
-def _join_or_kill(greenlets):
+def _join_or_kill(greenlets: Iterable[Any]) -> None:
     """Wait for *greenlets*; if the caller is interrupted, kill them (blocking) and re-raise."""
     try:
         gevent.joinall(greenlets)
@@ -40,12 +43,12 @@ def _join_or_kill(greenlets):
             gevent.killall(live)
 
 
-def _raise_group(what, errors, total):
+def _raise_group(what: str, errors: list[Exception], total: int) -> None:
     if errors:
         raise _ExceptionGroup("%s: %d of %d failed" % (what, len(errors), total), errors)
 
 
-def run_all_workers(ctx, *workers):
+def run_all_workers(ctx: Context, *workers: Any) -> None:
     """Run every worker in its own greenlet until all have exited.
 
     Each worker runs in a greenlet named ``greenworks.runutil[<name>]`` with a
@@ -75,10 +78,10 @@ def run_all_workers(ctx, *workers):
     calls = [(_describe(w), _worker_call(w, "workers[%d]" % i)) for i, w in enumerate(workers)]
     if not calls:
         return None
-    errors = []
+    errors: list[Exception] = []
     child = with_cancel(ctx)
 
-    def body(name, call):
+    def body(name: str, call: Any) -> None:
         try:
             call(child)
         except Exception as exc:
@@ -99,7 +102,7 @@ def run_all_workers(ctx, *workers):
     return None
 
 
-def run_all_jobs(ctx, *jobs):
+def run_all_jobs(ctx: Context, *jobs: Any) -> None:
     """Run every job concurrently, each once, with the same *ctx*; wait for all.
 
     Unlike :func:`run_all_workers` nothing is cancelled when a job fails, and
@@ -115,9 +118,9 @@ def run_all_jobs(ctx, *jobs):
     calls = [(_describe(j), _job_call(j, "jobs[%d]" % i)) for i, j in enumerate(jobs)]
     if not calls:
         return None
-    errors = []
+    errors: list[Exception] = []
 
-    def body(call):
+    def body(call: Any) -> None:
         try:
             call(ctx)
         except Exception as exc:
@@ -132,18 +135,18 @@ def run_all_jobs(ctx, *jobs):
 # -- dependency injection -----------------------------------------------------
 
 
-def _check_registry(registry):
+def _check_registry(registry: object) -> None:
     if not IComponents.providedBy(registry):
         raise invalid_argument("registry", registry, "a zope.interface.registry.Components")
 
 
-def _is_configurer(obj):
+def _is_configurer(obj: object) -> bool:
     if IWorkerConfigurer.providedBy(obj):
         return True
     return not callable(obj) and callable(getattr(obj, "workers", None))
 
 
-def provide_worker(registry, configurer_or_factory):
+def provide_worker(registry: Any, configurer_or_factory: Any) -> None:
     """Register an `IWorkerConfigurer` with *registry* for :func:`run_provided_workers`.
 
     Registrations are subscription adapters of the registry itself
@@ -166,7 +169,7 @@ def provide_worker(registry, configurer_or_factory):
     if _is_configurer(configurer_or_factory):
         configurer = configurer_or_factory
 
-        def factory(_registry):
+        def factory(_registry: object) -> Any:
             return configurer
 
     elif callable(configurer_or_factory):
@@ -180,7 +183,7 @@ def provide_worker(registry, configurer_or_factory):
     registry.registerSubscriptionAdapter(factory, required=(IComponents,), provided=IWorkerConfigurer)
 
 
-def provided_workers(registry):
+def provided_workers(registry: Any) -> list[NamedWorker]:
     """Return every worker of every configurer provided to *registry*, each named after its configurer.
 
     Calls the factories (see :func:`provide_worker`), skips None configurers
@@ -190,7 +193,7 @@ def provided_workers(registry):
     :raises InvalidArgument: if a factory returned something without ``workers()``.
     """
     _check_registry(registry)
-    workers = []
+    workers: list[NamedWorker] = []
     for configurer in registry.subscribers((registry,), IWorkerConfigurer):
         if configurer is None:
             continue
@@ -202,7 +205,7 @@ def provided_workers(registry):
     return workers
 
 
-def run_provided_workers(ctx, registry):
+def run_provided_workers(ctx: Context, registry: Any) -> None:
     """Run every provided worker under :func:`run_all_workers`; same return and errors.
 
     The subsystem of each worker is ``/<module>/<ConfigurerClass>`` followed by

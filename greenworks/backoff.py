@@ -27,12 +27,18 @@ from greenworks._checks import is_int, is_real
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IBackoff
 
-__all__ = ["ExponentialBackoff", "StaticBackoff"]
+__all__ = ["BackoffLike", "ExponentialBackoff", "StaticBackoff"]
 
 # 2.0 ** 1024 overflows a float; beyond this exponent every sensible cap has
 # long been reached, so the exponent is clamped instead of computing infinity
 # (which Go turns into NaN when multiplied by a zero jitter share).
 _MAX_EXPONENT = 1023
+
+
+class BackoffLike(Protocol):
+    """The static type of an `IBackoff` (zope.interface declarations are invisible to type checkers)."""
+
+    def duration(self, attempt: int) -> float: ...
 
 
 class _Random(Protocol):

@@ -33,6 +33,8 @@ Workers started with the dependency-injection helpers live in a
 
 import logging
 import math
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 from zope.interface import implementer
@@ -61,6 +63,8 @@ from greenworks._runutil_run import (
     run_provided_workers,
 )
 from greenworks._subsystem import SubsystemFilter, Trace, current_subsystem, current_trace
+from greenworks.backoff import BackoffLike
+from greenworks.context import Context
 from greenworks.exceptions import WorkerExitedPrematurely, invalid_argument
 from greenworks.interfaces import IRunOnce, IWorker
 
@@ -95,11 +99,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: ``on_run(error, seconds)``: called after every run of a :class:`Repeat`.
+_OnRun = Callable[[Exception | None, float], object]
+
 
 # -- waiting and repeating ----------------------------------------------------
 
 
-def wait(ctx, seconds):
+def wait(ctx: Context, seconds: float) -> None:
     """Block for *seconds* on ``ctx.clock``, or until *ctx* is done, whichever is first.
 
     ``seconds <= 0`` returns at once. Returns None either way (ask ``ctx.err``
@@ -137,7 +144,9 @@ class Repeat:
 
     __slots__ = ("_interval", "_job", "_run_job", "_start_immediately", "_on_run")
 
-    def __init__(self, interval, job, start_immediately=False, on_run=None):
+    def __init__(
+        self, interval: float, job: Any, start_immediately: bool = False, on_run: _OnRun | None = None
+    ) -> None:
         if (
             isinstance(interval, bool)
             or not isinstance(interval, (int, float))
@@ -154,11 +163,11 @@ class Repeat:
         self._on_run = on_run
 
     @property
-    def interval(self):
+    def interval(self) -> float:
         """Seconds between the starts of runs (float, read-only)."""
         return self._interval
 
-    def _run_once(self, ctx):
+    def _run_once(self, ctx: Context) -> bool:
         """Run the job once; return False if it stopped because ctx is done."""
         on_run = self._on_run
         if on_run is None:
@@ -171,7 +180,7 @@ class Repeat:
             return True
         clock = ctx.clock
         started = clock.monotonic()
-        error = None
+        error: Exception | None = None
         try:
             self._run_job(ctx)
         except Exception as exc:
@@ -184,14 +193,14 @@ class Repeat:
         return True
 
     @staticmethod
-    def _report(on_run, error, seconds):
+    def _report(on_run: _OnRun, error: Exception | None, seconds: float) -> None:
         try:
             on_run(error, seconds)
         except Exception:
             # A broken health or tracing hook must not stop the job it watches.
             logger.exception("repeat: on_run hook %r failed", on_run)
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> None:
         if ctx.err is not None:
             return None
         clock = ctx.clock
@@ -217,7 +226,7 @@ class Repeat:
             if not self._run_once(ctx):
                 return None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Repeat(%r, %r%s)" % (
             self._interval,
             self._job,
@@ -225,7 +234,9 @@ class Repeat:
         )
 
 
-def repeat(interval, job, *, start_immediately=False, on_run=None):
+def repeat(
+    interval: float, job: Any, *, start_immediately: bool = False, on_run: _OnRun | None = None
+) -> Repeat:
     """Return a worker that runs *job* every *interval* seconds until cancelled; see :class:`Repeat`.
 
     :param float interval: seconds between the starts of two runs, ``> 0``.
@@ -262,18 +273,18 @@ class Retry:
 
     __slots__ = ("_worker", "_run_worker", "_backoff", "_logger")
 
-    def __init__(self, worker, backoff, logger=None):
+    def __init__(self, worker: Any, backoff: BackoffLike, logger: Any = None) -> None:
         self._run_worker = _worker_call(worker)
         self._worker = worker
         self._backoff = _check_backoff(backoff)
         self._logger = logger if logger is not None else logging.getLogger(__name__)
 
     @property
-    def name(self):
+    def name(self) -> str:
         """The wrapped worker's name, if it has one (str)."""
         return _describe(self._worker)
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> None:
         attempt = 0
         first = True
         while ctx.err is None:
@@ -303,11 +314,11 @@ class Retry:
                 attempt = 0
         return None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Retry(%r, %r)" % (self._worker, self._backoff)
 
 
-def retry(worker, backoff, *, logger=None):
+def retry(worker: Any, backoff: BackoffLike, *, logger: Any = None) -> Retry:
     """Return a worker that restarts *worker* after every exit until cancelled; see :class:`Retry`.
 
     :param worker: an `IWorker` or a callable ``f(ctx)``.
@@ -332,13 +343,13 @@ class RetryJob:
 
     __slots__ = ("_job", "_run_job", "_backoff", "_logger")
 
-    def __init__(self, job, backoff, logger=None):
+    def __init__(self, job: Any, backoff: BackoffLike, logger: Any = None) -> None:
         self._run_job = _job_call(job)
         self._job = job
         self._backoff = _check_backoff(backoff)
         self._logger = logger if logger is not None else logging.getLogger(__name__)
 
-    def run_once(self, ctx):
+    def run_once(self, ctx: Context) -> Any:
         attempt = 0
         while True:
             ctx.raise_if_done()
@@ -353,11 +364,11 @@ class RetryJob:
                 )
             wait(ctx, self._backoff.duration(attempt))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "RetryJob(%r, %r)" % (self._job, self._backoff)
 
 
-def retry_job(job, backoff, *, logger=None):
+def retry_job(job: Any, backoff: BackoffLike, *, logger: Any = None) -> RetryJob:
     """Return a job that runs *job* until it succeeds; see :class:`RetryJob`.
 
     :param job: an `IRunOnce` or a callable ``f(ctx)``.
@@ -385,12 +396,14 @@ class DeclarativeWorker:
 
     __slots__ = ("_name", "_worker", "_retry", "_chain")
 
-    def __init__(self, name, worker, retry=None, *, logger=None):
+    def __init__(
+        self, name: str, worker: Any, retry: BackoffLike | None = None, *, logger: Any = None
+    ) -> None:
         if not isinstance(name, str):
             raise invalid_argument("name", name, "a str ('' for unnamed)")
         if worker is None:
             raise invalid_argument("worker", worker, "an IWorker or a callable f(ctx)")
-        chain = worker
+        chain: Any = worker
         _worker_call(worker)
         if name:
             chain = NamedWorker(name, chain)
@@ -402,22 +415,22 @@ class DeclarativeWorker:
         self._chain = _worker_call(chain)
 
     @property
-    def name(self):
+    def name(self) -> str:
         """The subsystem name, ``""`` when unnamed (str, read-only)."""
         return self._name
 
     @property
-    def worker(self):
+    def worker(self) -> Any:
         """The wrapped worker (read-only)."""
         return self._worker
 
     @property
-    def retry(self):
+    def retry(self) -> BackoffLike | None:
         """The restart backoff, or None for a single run (read-only)."""
         return self._retry
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> Any:
         return self._chain(ctx)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "DeclarativeWorker(%r, %r, retry=%r)" % (self._name, self._worker, self._retry)

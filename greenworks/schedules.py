@@ -158,7 +158,9 @@ class Every:
 
     __slots__ = ("_period_ms", "_offset_ms", "_fields")
 
-    def __init__(self, *, days: Any = 0, hours: Any = 0, minutes: Any = 0, seconds: Any = 0, offset: Any = 0):
+    def __init__(
+        self, *, days: Any = 0, hours: Any = 0, minutes: Any = 0, seconds: Any = 0, offset: Any = 0
+    ) -> None:
         self._fields: tuple[Any, ...] = (days, hours, minutes, seconds, offset)
         text = repr(self)
         total = (
@@ -240,7 +242,7 @@ class Interval:
 
     def __init__(
         self, seconds: Any, *, start: datetime.datetime | None = None, end: datetime.datetime | None = None
-    ):
+    ) -> None:
         text = "Interval(%r)" % (seconds,)
         self._period_ms: int = _whole_ms(
             text, "interval", _field_seconds(text, "seconds", seconds, positive=True)
@@ -329,7 +331,7 @@ class At:
 
     __slots__ = ("_when", "_ms")
 
-    def __init__(self, when: datetime.datetime):
+    def __init__(self, when: datetime.datetime) -> None:
         _moment("At", "when", when)
         self._when: datetime.datetime = when
         self._ms: int = round(_us(when) / 1000)
@@ -413,7 +415,7 @@ class Cron:
 
     __slots__ = ("_expression", "_timezone", "_spec", "_zone", "_low", "_next")
 
-    def __init__(self, expression: str, timezone: datetime.tzinfo | None = None):
+    def __init__(self, expression: str, timezone: datetime.tzinfo | None = None) -> None:
         if not isinstance(expression, str):
             raise InvalidScheduleError("cron expression must be a str, got %r" % (expression,))
         if timezone is not None and not isinstance(timezone, datetime.tzinfo):
@@ -514,7 +516,7 @@ class AnyOf:
 
     __slots__ = ("schedules",)
 
-    def __init__(self, *schedules: Any):
+    def __init__(self, *schedules: Any) -> None:
         self.schedules: tuple[Any, ...] = _children("AnyOf", schedules)
 
     def is_run(self, now: datetime.datetime) -> bool:
@@ -554,7 +556,7 @@ class AllOf:
 
     __slots__ = ("schedules",)
 
-    def __init__(self, *schedules: Any):
+    def __init__(self, *schedules: Any) -> None:
         self.schedules: tuple[Any, ...] = _children("AllOf", schedules)
 
     def is_run(self, now: datetime.datetime) -> bool:

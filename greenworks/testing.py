@@ -271,8 +271,7 @@ class FakeClock:
                     return True
                 self._registered.clear()
                 self._registered.wait()
-        # gevent.Timeout(..., False) swallows its own expiry; gevent is untyped, so mypy cannot know.
-        return self._pending >= count  # type: ignore[unreachable]
+        return self._pending >= count
 
     def __repr__(self) -> str:
         return "<greenworks.testing.FakeClock now=%s monotonic=%.3f sleepers=%d>" % (
