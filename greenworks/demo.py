@@ -25,6 +25,7 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
@@ -34,6 +35,8 @@ import socket  # noqa: E402
 import sys  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import IO, Any  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.socket  # noqa: E402
@@ -44,16 +47,17 @@ from zope.interface import implementer  # noqa: E402
 
 from greenworks import _greenlets, status  # noqa: E402
 from greenworks._demo_support import Console, ConsoleLogHandler, HealthServer, WorkServer, bar  # noqa: E402
+from greenworks._results import Result  # noqa: E402
 from greenworks.backoff import StaticBackoff  # noqa: E402
-from greenworks.clock import get_clock  # noqa: E402
-from greenworks.context import with_cancel, with_timeout  # noqa: E402
+from greenworks.clock import ClockLike, TimerHandleLike, get_clock  # noqa: E402
+from greenworks.context import Context, with_cancel, with_timeout  # noqa: E402
 from greenworks.dispatcher import Dispatcher  # noqa: E402
 from greenworks.events import PoolScaled, TaskGaveUp, TaskRestarted  # noqa: E402
 from greenworks.exceptions import SkippedDuplicateError  # noqa: E402
 from greenworks.interfaces import IRestartableTask, ITaskWithProgress  # noqa: E402
 from greenworks.jobs import JobRunner, job  # noqa: E402
 from greenworks.runner import Runner  # noqa: E402
-from greenworks.runutil import named_worker, run_all_workers  # noqa: E402
+from greenworks.runutil import NamedWorker, named_worker, run_all_workers  # noqa: E402
 from greenworks.taskmanager import TaskManager  # noqa: E402
 
 __all__ = ["main"]
@@ -83,11 +87,11 @@ class Endpoint:
 class HealthBoard:
     """What the health-check workers found, per endpoint."""
 
-    def __init__(self, console):
+    def __init__(self, console: Console) -> None:
         self.console = console
-        self.checks = {}
+        self.checks: dict[str, dict[str, Any]] = {}
 
-    def record(self, endpoint, healthy, detail):
+    def record(self, endpoint: Endpoint, healthy: bool, detail: str) -> None:
         entry = self.checks.setdefault(endpoint.name, {"ok": 0, "failed": 0, "healthy": None})
         entry["ok" if healthy else "failed"] += 1
         if entry["healthy"] is not healthy:
@@ -96,10 +100,10 @@ class HealthBoard:
                 "runner", "%s is %s (%s)" % (endpoint.name, "healthy" if healthy else "UNHEALTHY", detail)
             )
 
-    def check_worker(self, endpoint):
+    def check_worker(self, endpoint: Endpoint) -> Callable[[Context], None]:
         """``new_worker`` for the Runner: poll *endpoint* until the context is done."""
 
-        def run(ctx):
+        def run(ctx: Context) -> None:
             while True:
                 try:
                     with urllib.request.urlopen(endpoint.url, timeout=1.0) as response:
@@ -114,22 +118,22 @@ class HealthBoard:
         return run
 
 
-def runner_worker(runner, board, seconds, console):
+def runner_worker(runner: Runner, board: HealthBoard, seconds: float, console: Console) -> NamedWorker:
     """Start endpoints, and change the set (and one endpoint's health) mid-run."""
     names = ("alpha", "beta", "gamma")
     # (when, what): fractions of the run, so --seconds 3 shows every step.
     script = [(0.30, "beta down"), (0.35, "add gamma"), (0.60, "beta up"), (0.65, "remove alpha")]
 
-    def apply(servers):
+    def apply(servers: dict[str, HealthServer]) -> None:
         before = {task.name for task in runner.tasks()}
         runner.apply_tasks([Endpoint(name, servers[name].url) for name in sorted(servers)])
         after = {task.name for task in runner.tasks()}
         change = ["+" + n for n in sorted(after - before)] + ["-" + n for n in sorted(before - after)]
         console.event("runner", "reconciled %s: %d health-check workers" % (" ".join(change), len(after)))
 
-    def run(ctx):
-        servers = {}
-        retired = []
+    def run(ctx: Context) -> None:
+        servers: dict[str, HealthServer] = {}
+        retired: list[HealthServer] = []
         try:
             for name in names[:2]:
                 servers[name] = HealthServer(name)
@@ -159,16 +163,16 @@ def runner_worker(runner, board, seconds, console):
 # -- Dispatcher: bursts of blocking-socket work -------------------------------
 
 
-def dispatcher_worker(dispatcher, work_server, console):
+def dispatcher_worker(dispatcher: Dispatcher, work_server: WorkServer, console: Console) -> NamedWorker:
     """Dispatch a burst of socket calls every BURST_EVERY seconds; report the pool's scaling."""
 
-    def io_call():
+    def io_call() -> bytes:
         # Plain blocking socket code; monkey-patching makes it yield to the hub.
         with socket.create_connection(work_server.address, timeout=5) as sock:
             sock.sendall(b"work\n")
             return sock.recv(16)
 
-    def run(ctx):
+    def run(ctx: Context) -> None:
         dispatcher.run()
         next_burst = 0.2
         try:
@@ -195,15 +199,19 @@ class DemoEvents:
     `SCALE_QUIET` seconds.
     """
 
-    def __init__(self, console, clock, dispatcher, manager):
+    def __init__(
+        self, console: Console, clock: ClockLike, dispatcher: Dispatcher, manager: TaskManager
+    ) -> None:
         self.console = console
         self.clock = clock
         self.dispatcher = dispatcher
         self.manager = manager
-        self._move = None  # [before, after, (busy, buffered)] of the scaling move in progress
-        self._timer = None
+        self._move: list[Any] | None = (
+            None  # [before, after, (busy, buffered)] of the scaling move in progress
+        )
+        self._timer: TimerHandleLike | None = None
 
-    def __call__(self, event):
+    def __call__(self, event: Any) -> None:
         if event.component is self.manager:
             if isinstance(event, TaskRestarted):
                 self.console.event(
@@ -226,7 +234,7 @@ class DemoEvents:
                 self._timer.cancel()
             self._timer = self.clock.call_later(SCALE_QUIET, self._flush)
 
-    def _flush(self):
+    def _flush(self) -> None:
         move, self._move = self._move, None
         if self._timer is not None:
             self._timer.cancel()
@@ -241,7 +249,7 @@ class DemoEvents:
             % ("up" if move[1] > move[0] else "down", move[0], move[1], busy, buffered),
         )
 
-    def close(self):
+    def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -254,27 +262,27 @@ class DemoEvents:
 class ProgressTask:
     """A managed task that works through *steps* and reports its progress."""
 
-    def __init__(self, name, seconds, console, steps=40):
+    def __init__(self, name: str, seconds: float, console: Console, steps: int = 40) -> None:
         self._name = name
         self.step_seconds = seconds / steps
         self.steps = steps
         self.done = 0
         self.console = console
 
-    def name(self):
+    def name(self) -> str:
         return self._name
 
-    def execute(self, ctx):
+    def execute(self, ctx: Context) -> None:
         while self.done < self.steps:
             if not ctx.sleep(self.step_seconds):
                 return
             self.done += 1
         self.console.event("taskmanager", "%s finished (100%%)" % self._name)
 
-    def progress(self):
+    def progress(self) -> float:
         return 100.0 * self.done / self.steps
 
-    def description(self):
+    def description(self) -> str:
         return "%d/%d files" % (self.done, self.steps)
 
 
@@ -282,37 +290,37 @@ class ProgressTask:
 class CrashLoop:
     """A managed task that always fails shortly after starting, and asks to be restarted."""
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self._name = name
         self.runs = 0
 
-    def name(self):
+    def name(self) -> str:
         return self._name
 
-    def execute(self, ctx):
+    def execute(self, ctx: Context) -> None:
         self.runs += 1
         ctx.sleep(0.1)
         raise ConnectionError("upstream refused run %d" % self.runs)
 
-    def restart(self, ctx, error):
+    def restart(self, ctx: Context, error: BaseException) -> bool:
         return True
 
-    def progress(self):
+    def progress(self) -> float:
         return 0.0
 
-    def description(self):
+    def description(self) -> str:
         return "syncing (run %d)" % self.runs
 
 
-def taskmanager_worker(manager, seconds, console):
+def taskmanager_worker(manager: TaskManager, seconds: float, console: Console) -> NamedWorker:
     """Queue the tasks; their restarts and the give-up arrive as events."""
-    tasks = [
+    tasks: list[Any] = [
         ProgressTask("copy-photos", 0.75 * seconds, console),
         ProgressTask("index-docs", 0.45 * seconds, console),
         CrashLoop("flaky-sync"),
     ]
 
-    def run(ctx):
+    def run(ctx: Context) -> None:
         # Restarts and the give-up are reported by DemoEvents as they happen.
         for task in tasks:
             manager.go(task)
@@ -327,11 +335,11 @@ def taskmanager_worker(manager, seconds, console):
 # -- JobRunner: one-second ticks with dedupe ----------------------------------
 
 
-def jobs_worker(runner, console, shutdown):
+def jobs_worker(runner: JobRunner, console: Console, shutdown: Event) -> NamedWorker:
     """Consume the JobRunner's results (one line per tick) until the context is done."""
 
-    def report(result):
-        parts = []
+    def report(result: Result) -> None:
+        parts: list[str] = []
         for item in sorted(result.items, key=lambda i: i.id):
             if isinstance(item.error, SkippedDuplicateError):
                 parts.append("%s skipped (still running: dedupe)" % item.id)
@@ -344,11 +352,11 @@ def jobs_worker(runner, console, shutdown):
         when = result.at.strftime("%H:%M:%S")
         console.event("jobs", "tick %s done: %s" % (when, ", ".join(parts) or "nothing due"))
 
-    def consume():
+    def consume() -> None:
         for result in runner.results:
             report(result)
 
-    def run(ctx):
+    def run(ctx: Context) -> None:
         consumer = _greenlets.spawn("greenworks.demo[jobs-results]", consume)
         try:
             ctx.wait()
@@ -360,14 +368,14 @@ def jobs_worker(runner, console, shutdown):
     return named_worker("ticks", run)
 
 
-def make_jobs(clock, shutdown):
-    beats = []
+def make_jobs(clock: ClockLike, shutdown: Event) -> list[Any]:
+    beats: list[int] = []
 
-    def heartbeat():
+    def heartbeat() -> int:
         beats.append(1)
         return len(beats)
 
-    def slow_report():
+    def slow_report() -> str:
         # Returns early when the demo shuts down, so stopping never waits for it.
         clock.wait(shutdown, SLOW_REPORT_SECONDS)
         return "report"
@@ -378,11 +386,13 @@ def make_jobs(clock, shutdown):
 # -- the status display -------------------------------------------------------
 
 
-def display_worker(console, components, board, seconds, url):
+def display_worker(
+    console: Console, components: tuple[Any, ...], board: HealthBoard, seconds: float, url: str
+) -> NamedWorker:
     runner, dispatcher, manager, jobrunner = components
     interval = 0.25 if console.tty else 1.0
 
-    def rows():
+    def rows() -> tuple[list[str], str]:
         endpoints = ", ".join(
             "%s %s (%d/%d ok)" % (name, "up" if e["healthy"] else "DOWN", e["ok"], e["ok"] + e["failed"])
             for name, e in sorted(board.checks.items())
@@ -429,7 +439,7 @@ def display_worker(console, components, board, seconds, url):
             j["dedupe_skips_total"],
         )
 
-    def run(ctx):
+    def run(ctx: Context) -> None:
         beat = 0
         while True:
             beat += 1
@@ -444,14 +454,14 @@ def display_worker(console, components, board, seconds, url):
     return named_worker("display", run)
 
 
-def dispatcher_max(dispatcher):
+def dispatcher_max(dispatcher: Dispatcher) -> int:
     return getattr(dispatcher, "max_workers", 16)
 
 
 # -- main ---------------------------------------------------------------------
 
 
-def main(args, out=sys.stdout):
+def main(args: argparse.Namespace, out: IO[str] = sys.stdout) -> int:
     """Run the demo for ``args.seconds``, serving status on ``args.status_port``; return the exit code."""
     seconds = float(args.seconds)
     if not 0 < seconds < math.inf:
@@ -483,7 +493,7 @@ def main(args, out=sys.stdout):
         log.propagate = True
 
 
-def _run(listener, console, clock, seconds):
+def _run(listener: Any, console: Console, clock: ClockLike, seconds: float) -> int:
     shutdown = Event()
     board = HealthBoard(console)
     work_server = WorkServer(clock)
@@ -506,9 +516,9 @@ def _run(listener, console, clock, seconds):
     components = (runner, dispatcher, manager, jobrunner)
 
     root = with_cancel(None)
-    received = []
+    received: list[str] = []
 
-    def on_output_closed():
+    def on_output_closed() -> None:
         # Piped into `head`, say: nobody is reading any more, so stop quietly.
         if not received:
             received.append("closed output")
@@ -525,7 +535,7 @@ def _run(listener, console, clock, seconds):
     console.say("status page %s (JSON at %sstatus.json)" % (url, url))
     console.say("running for %gs; Ctrl-C or SIGTERM stops it early" % seconds)
 
-    def on_signal(signum):
+    def on_signal(signum: int) -> None:
         name = signal.Signals(signum).name
         if received:
             console.say("second %s: exiting at once" % name)

@@ -108,6 +108,7 @@ class ComponentStopped(GreenworksEvent):
     """Default implementation of `IComponentStopped`."""
 
     __slots__ = fields = ("clean",)
+    clean: bool
 
 
 @implementer(_i.IPoolScaled)
@@ -115,6 +116,9 @@ class PoolScaled(GreenworksEvent):
     """Default implementation of `IPoolScaled`."""
 
     __slots__ = fields = ("before", "after", "reason")
+    before: int
+    after: int
+    reason: str
 
 
 @implementer(_i.ITaskFailed)
@@ -122,6 +126,8 @@ class TaskFailed(GreenworksEvent):
     """Default implementation of `ITaskFailed`."""
 
     __slots__ = fields = ("task", "error")
+    task: Any
+    error: BaseException
 
 
 @implementer(_i.ITaskTimedOut)
@@ -129,6 +135,8 @@ class TaskTimedOut(GreenworksEvent):
     """Default implementation of `ITaskTimedOut`."""
 
     __slots__ = fields = ("task", "seconds")
+    task: Any
+    seconds: float
 
 
 @implementer(_i.ITaskRejected)
@@ -136,6 +144,7 @@ class TaskRejected(GreenworksEvent):
     """Default implementation of `ITaskRejected`."""
 
     __slots__ = fields = ("task",)
+    task: Any
 
 
 @implementer(_i.IWorkerStarted)
@@ -143,6 +152,7 @@ class WorkerStarted(GreenworksEvent):
     """Default implementation of `IWorkerStarted`."""
 
     __slots__ = fields = ("task",)
+    task: Any
 
 
 @implementer(_i.IWorkerExited)
@@ -150,6 +160,8 @@ class WorkerExited(GreenworksEvent):
     """Default implementation of `IWorkerExited`."""
 
     __slots__ = fields = ("task", "error")
+    task: Any
+    error: BaseException | None
 
 
 @implementer(_i.ITaskRestarted)
@@ -157,6 +169,9 @@ class TaskRestarted(GreenworksEvent):
     """Default implementation of `ITaskRestarted`."""
 
     __slots__ = fields = ("task_name", "restarts", "error")
+    task_name: str
+    restarts: int
+    error: BaseException
 
 
 @implementer(_i.ITaskGaveUp)
@@ -164,6 +179,9 @@ class TaskGaveUp(GreenworksEvent):
     """Default implementation of `ITaskGaveUp`."""
 
     __slots__ = fields = ("task_name", "restarts", "error")
+    task_name: str
+    restarts: int
+    error: BaseException
 
 
 @implementer(_i.IJobStarted)
@@ -171,6 +189,8 @@ class JobStarted(GreenworksEvent):
     """Default implementation of `IJobStarted`."""
 
     __slots__ = fields = ("job_id", "tick")
+    job_id: str
+    tick: datetime.datetime
 
 
 @implementer(_i.IJobFinished)
@@ -178,6 +198,12 @@ class JobFinished(GreenworksEvent):
     """Default implementation of `IJobFinished`."""
 
     __slots__ = fields = ("job_id", "tick", "value", "error", "duration", "lateness")
+    job_id: str
+    tick: datetime.datetime
+    value: Any
+    error: BaseException | None
+    duration: float
+    lateness: float
 
 
 @implementer(_i.IJobSkipped)
@@ -185,6 +211,9 @@ class JobSkipped(GreenworksEvent):
     """Default implementation of `IJobSkipped`."""
 
     __slots__ = fields = ("job_id", "tick", "reason")
+    job_id: str
+    tick: datetime.datetime
+    reason: str
 
 
 @implementer(_i.ITicksMissed)
@@ -192,6 +221,7 @@ class TicksMissed(GreenworksEvent):
     """Default implementation of `ITicksMissed`."""
 
     __slots__ = fields = ("count",)
+    count: int
 
 
 @implementer(_i.ILeadershipAcquired)
@@ -206,6 +236,7 @@ class LeadershipLost(GreenworksEvent):
     """Default implementation of `ILeadershipLost`."""
 
     __slots__ = fields = ("reason",)
+    reason: str
 
 
 @implementer(_i.IHubBlocked)
@@ -213,6 +244,11 @@ class HubBlocked(GreenworksEvent):
     """Default implementation of `IHubBlocked`."""
 
     __slots__ = fields = ("seconds", "greenlet_name", "component_name", "task_or_job", "stack")
+    seconds: float
+    greenlet_name: str
+    component_name: str | None
+    task_or_job: str | None
+    stack: str
 
 
 # -- streams ------------------------------------------------------------------
@@ -223,6 +259,9 @@ class MessageAcked(GreenworksEvent):
     """Default implementation of `IMessageAcked`."""
 
     __slots__ = fields = ("message_id", "task", "delivery_count")
+    message_id: str
+    task: str
+    delivery_count: int
 
 
 @implementer(_i.IMessageFailed)
@@ -230,6 +269,11 @@ class MessageFailed(GreenworksEvent):
     """Default implementation of `IMessageFailed`."""
 
     __slots__ = fields = ("message_id", "task", "delivery_count", "error", "retry_in")
+    message_id: str
+    task: str
+    delivery_count: int
+    error: BaseException
+    retry_in: float | None
 
 
 @implementer(_i.IMessageDeadLettered)
@@ -237,6 +281,11 @@ class MessageDeadLettered(GreenworksEvent):
     """Default implementation of `IMessageDeadLettered`."""
 
     __slots__ = fields = ("message_id", "task", "delivery_count", "error", "dead_letter_id")
+    message_id: str
+    task: str
+    delivery_count: int
+    error: str
+    dead_letter_id: str
 
 
 @implementer(_i.IMessagesReclaimed)
@@ -244,6 +293,7 @@ class MessagesReclaimed(GreenworksEvent):
     """Default implementation of `IMessagesReclaimed`."""
 
     __slots__ = fields = ("message_ids",)
+    message_ids: tuple[str, ...]
 
 
 @implementer(_i.IMessagesLost)
@@ -251,6 +301,7 @@ class MessagesLost(GreenworksEvent):
     """Default implementation of `IMessagesLost`."""
 
     __slots__ = fields = ("message_ids",)
+    message_ids: tuple[str, ...]
 
 
 @implementer(_i.IStreamDisconnected)
@@ -258,6 +309,7 @@ class StreamDisconnected(GreenworksEvent):
     """Default implementation of `IStreamDisconnected`."""
 
     __slots__ = fields = ("error",)
+    error: str
 
 
 @implementer(_i.IStreamReconnected)
@@ -265,6 +317,7 @@ class StreamReconnected(GreenworksEvent):
     """Default implementation of `IStreamReconnected`."""
 
     __slots__ = fields = ("seconds",)
+    seconds: float
 
 
 __all__ += [

@@ -38,12 +38,17 @@ import math
 import os
 import re
 import socket
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from greenworks._checks import is_real
 from greenworks._status_events import DEFAULT_EVENTS, EventLog, record_events, recording, stop_recording
 from greenworks._version import __version__
-from greenworks.clock import get_clock
+from greenworks.clock import ClockLike, get_clock
 from greenworks.exceptions import invalid_argument
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = [
     "DEFAULT_EVENTS",
@@ -66,7 +71,7 @@ MAX_ROWS = 50
 _NO_CACHE = ("Cache-Control", "no-store, max-age=0")
 
 
-def _check_components(components):
+def _check_components(components: Sequence[object]) -> None:
     for index, component in enumerate(components):
         if not callable(getattr(component, "snapshot", None)):
             raise invalid_argument(
@@ -74,7 +79,7 @@ def _check_components(components):
             )
 
 
-def _jsonable(value):
+def _jsonable(value: object) -> Any:
     """Return *value* as plain JSON types: what a component forgot to convert is still shown."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
@@ -97,9 +102,9 @@ def _jsonable(value):
     return repr(value)
 
 
-def _component_snapshot(component):
+def _component_snapshot(component: Any) -> dict[str, Any]:
     try:
-        data = component.snapshot()
+        data: dict[str, Any] = component.snapshot()
         if not isinstance(data, dict):
             raise TypeError("snapshot() returned %s, not a dict" % type(data).__name__)
         data = _jsonable(data)
@@ -114,7 +119,7 @@ def _component_snapshot(component):
     return data
 
 
-def snapshot(*components, clock=None):
+def snapshot(*components: Any, clock: ClockLike | None = None) -> dict[str, Any]:
     """Return one JSON-serialisable dict describing this process and *components*.
 
     ::
@@ -204,18 +209,18 @@ _UNITS = {
 _UNIT_OF = {key: unit for unit, keys in _UNITS.items() for key in keys}
 
 
-def _e(value):
+def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _badge(value):
+def _badge(value: object) -> str:
     text = str(value)
     low = text.lower()
     kind = "ok" if low in _GOOD else "warn" if low in _WARN else "bad" if low in _BAD else ""
     return '<span class="badge %s">%s</span>' % (kind, _e(text))
 
 
-def _scalar(key, value):
+def _scalar(key: str, value: object) -> str:
     if value is None:
         return "&ndash;"
     if isinstance(value, bool):
@@ -241,12 +246,12 @@ def _scalar(key, value):
     return _e(value)
 
 
-def _unit(key):
+def _unit(key: str) -> str:
     unit = _UNIT_OF.get(key)
     return '<span class="unit">%s</span>' % unit if unit else ""
 
 
-def _duration(seconds):
+def _duration(seconds: float) -> str:
     """Seconds with their unit: ms below one second, min/h for long ones."""
     seconds = float(seconds)
     if abs(seconds) < 1:
@@ -260,9 +265,10 @@ def _duration(seconds):
     return '%s<span class="unit">%s</span>' % (_e(text), unit)
 
 
-def _when(value):
+def _when(value: str) -> str:
     """An ISO 8601 timestamp as date, time and zone (UTC or its offset); the full value is the tooltip."""
     match = _ISO_TIME.match(value)
+    assert match is not None  # _scalar calls this only for a value _ISO_TIME matches
     zone = match.group(4)
     zone = "UTC" if zone in ("Z", "+00:00", "-00:00") else zone or "(no zone)"
     return '<time datetime="%s" title="%s">%s %s %s</time>' % (
@@ -274,20 +280,20 @@ def _when(value):
     )
 
 
-def _cell(key, value):
+def _cell(key: str, value: object) -> str:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and key != "progress"
     return '<td class="num">%s</td>' % _scalar(key, value) if numeric else "<td>%s</td>" % _scalar(key, value)
 
 
-def _more(rows):
+def _more(rows: Sequence[object]) -> str:
     if len(rows) <= MAX_ROWS:
         return ""
     return '<p class="more">... and %d more (see status.json)</p>' % (len(rows) - MAX_ROWS)
 
 
-def _rows_table(rows, first_header=None):
+def _rows_table(rows: list[tuple[Any, dict[str, Any]]], first_header: str | None = None) -> str:
     """A table of dicts (``first_header``: a leading column for the mapping key)."""
-    columns = []
+    columns: list[str] = []
     for _, row in rows[:MAX_ROWS]:
         for key in row:
             if key not in columns:
@@ -303,7 +309,7 @@ def _rows_table(rows, first_header=None):
     return "".join(out)
 
 
-def _section_body(key, value):
+def _section_body(key: str, value: Any) -> str:
     if isinstance(value, dict):
         if value and all(isinstance(v, dict) for v in value.values()):
             return _rows_table(list(value.items()), first_header="name")
@@ -316,7 +322,7 @@ def _section_body(key, value):
     return "<p>%s</p>%s" % (", ".join(items) if items else "&ndash;", _more(value))
 
 
-def _job_rows(rows):
+def _job_rows(rows: list[Any]) -> str:
     """The JobRunner's per-job table: last run, next due time, paused, running."""
     head = ("job", "schedule", "next due", "last run", "took", "outcome", "last error", "paused", "running")
     out = ["<table class=jobs><tr>%s</tr>" % "".join("<th>%s</th>" % h for h in head)]
@@ -339,7 +345,7 @@ def _job_rows(rows):
     return "".join(out)
 
 
-def _blocker_rows(rows):
+def _blocker_rows(rows: list[dict[str, Any]]) -> str:
     """The hub watch's worst culprits, each with its stack folded away."""
     head = ("greenlet", "component", "task or job", "blocks", "total", "longest", "last seen", "stack")
     out = ["<table class=blockers><tr>%s</tr>" % "".join("<th>%s</th>" % h for h in head)]
@@ -363,11 +369,11 @@ def _blocker_rows(rows):
     return "".join(out)
 
 
-def _is_rows(value, key):
+def _is_rows(value: object, key: str) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(r, dict) and key in r for r in value)
 
 
-def _special(data):
+def _special(data: dict[str, Any]) -> dict[str, str]:
     """``{key: html}`` of the sections a kind of component has its own table for."""
     kind = data.get("component")
     if kind == "jobs" and _is_rows(data.get("jobs"), "id"):
@@ -378,7 +384,7 @@ def _special(data):
     return {}
 
 
-def _card(data):
+def _card(data: dict[str, Any]) -> str:
     kind = data.get("component", "?")
     name = data.get("name")
     title = '<span class="kind">%s</span>%s' % (_e(kind), _e(name) if name else "")
@@ -412,7 +418,7 @@ def _card(data):
     return "".join(out)
 
 
-def _events_card(entries):
+def _events_card(entries: list[dict[str, Any]]) -> str:
     """The latest events, newest first, as the subscriber recorded them."""
     out = [
         '<div class="cell wide"><section data-component="events">'
@@ -436,7 +442,7 @@ def _events_card(entries):
     return "".join(out)
 
 
-def render_html(data, refresh=DEFAULT_REFRESH, json_url="status.json"):
+def render_html(data: dict[str, Any], refresh: float = DEFAULT_REFRESH, json_url: str = "status.json") -> str:
     """Return the HTML page (a str) for a dict made by :func:`snapshot`.
 
     Every text taken from *data* is escaped, so a task named ``<script>`` is
@@ -466,7 +472,9 @@ def render_html(data, refresh=DEFAULT_REFRESH, json_url="status.json"):
     )
 
 
-def wsgi_app(*components, refresh=DEFAULT_REFRESH, clock=None, events=True):
+def wsgi_app(
+    *components: Any, refresh: float = DEFAULT_REFRESH, clock: ClockLike | None = None, events: bool = True
+) -> "WSGIApplication":
     """Return a WSGI application showing the status of *components*.
 
     - ``GET /status.json``: :func:`snapshot` as ``application/json`` (plus
@@ -500,7 +508,7 @@ def wsgi_app(*components, refresh=DEFAULT_REFRESH, clock=None, events=True):
         raise invalid_argument("refresh", refresh, "a number of seconds > 0")
     clock = get_clock(clock)
 
-    def application(environ, start_response):
+    def application(environ: "WSGIEnvironment", start_response: "StartResponse") -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO") or "/"
         if path == "/metrics" and method in ("GET", "HEAD"):
@@ -531,11 +539,12 @@ def wsgi_app(*components, refresh=DEFAULT_REFRESH, clock=None, events=True):
         )
         return [b""] if method == "HEAD" else [body]
 
-    application.components = components
+    # A function attribute (what the app shows), for introspection; mypy has no notion of one.
+    application.components = components  # type: ignore[attr-defined]
     return application
 
 
-def _hub_watch(components):
+def _hub_watch(components: Sequence[object]) -> tuple[Any, ...]:
     """The running hub watch, unless it was passed in: ``()`` or ``(watch,)``."""
     from greenworks import monitor
 
@@ -543,7 +552,7 @@ def _hub_watch(components):
     return () if watch is None or any(c is watch for c in components) else (watch,)
 
 
-def _metrics(start_response, method):
+def _metrics(start_response: "StartResponse", method: str) -> list[bytes]:
     """``/metrics``: the Prometheus text format, when prometheus_client is installed."""
     try:
         from greenworks import metrics
@@ -556,7 +565,13 @@ def _metrics(start_response, method):
     return [b""] if method == "HEAD" else [body]
 
 
-def _plain(start_response, status, text, method, extra=()):
+def _plain(
+    start_response: "StartResponse",
+    status: str,
+    text: str,
+    method: str,
+    extra: Iterable[tuple[str, str]] = (),
+) -> list[bytes]:
     body = text.encode("utf-8")
     headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), _NO_CACHE]
     start_response(status, headers + list(extra))
