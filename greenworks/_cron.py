@@ -370,6 +370,7 @@ def _epoch(wall: datetime.datetime) -> int:
 
 def _offset(zone: datetime.tzinfo, instant: int) -> int:
     local = datetime.datetime.fromtimestamp(instant, zone)
+    # Aware (made with a tzinfo), so utcoffset() is not None.
     return int(local.utcoffset().total_seconds())  # type: ignore[union-attr]
 
 

@@ -83,6 +83,8 @@ def _state(job: str, fields: dict[str, Any]) -> JobState:
     last_run = None
     if fields.get("run_due"):
         try:
+            # from_us may give None and the outcome may be missing: LastRun checks its fields
+            # when built, and a record written badly raises below, so ignore the Optionals here.
             last_run = LastRun(
                 core.from_us(fields["run_due"]),  # type: ignore[arg-type]
                 core.from_us(fields.get("run_started")),  # type: ignore[arg-type]
@@ -252,6 +254,7 @@ class RedisJobStore:
         ]
         asked = [(i, item) for i, item in enumerate(items) if answers[i] is None]
         if not asked:
+            # Nothing was asked: no None is left in answers.
             return answers  # type: ignore[return-value]
 
         def claim() -> list[Any]:
@@ -273,6 +276,7 @@ class RedisJobStore:
                 status, last = replies[n]
                 self._marks.saw(job, _text(last))
                 answers[i] = _ANSWERS[int(status)]
+        # Every None was replaced by the loop above.
         return answers  # type: ignore[return-value]
 
     def _write(self, operation: str, job: str, hset: dict[str, Any], hdel: tuple[str, ...] = ()) -> bool:

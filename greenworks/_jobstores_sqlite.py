@@ -41,6 +41,7 @@ def _last_run(row: Any) -> LastRun | None:
     if row[4] is None:
         return None
     try:
+        # from_us may give None: LastRun checks its fields when built, and the except takes a bad row.
         return LastRun(core.from_us(row[4]), core.from_us(row[5]), row[6], row[7], row[8])  # type: ignore[arg-type]
     except (InvalidArgument, TypeError):
         return None  # a row somebody else wrote badly: show no outcome rather than fail

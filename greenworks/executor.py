@@ -45,7 +45,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import gevent
 from gevent import Greenlet, GreenletExit
@@ -63,6 +63,9 @@ from greenworks.exceptions import (
     invalid_argument,
 )
 from greenworks.interfaces import IGreenExecutor
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 __all__ = ["DEFAULT_MAX_WORKERS", "GreenExecutor"]
 
@@ -140,6 +143,7 @@ class _WorkItem:
             self.greenlet = getcurrent()
             executor._running += 1
             try:
+                # fn is None only once the item settled, and then run() returned above.
                 result = self.fn(*self.args, **self.kwargs)  # type: ignore[misc]
             except GreenletExit as exc:
                 executor._failed += 1
@@ -308,7 +312,7 @@ class GreenExecutor(cf.Executor):
 
     # -- Executor --------------------------------------------------------------
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> cf.Future[_T]:
         """See `IGreenExecutor.submit`. Never switches."""
         if self._broken is not None:
             raise BrokenExecutorError(self._broken)
@@ -318,7 +322,7 @@ class GreenExecutor(cf.Executor):
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         if not callable(fn):
             raise invalid_argument("fn", fn, "a callable")
-        future: cf.Future[Any] = cf.Future()
+        future: cf.Future[_T] = cf.Future()
         item = _WorkItem(self, future, fn, args, kwargs)
         self._items[item] = None
         self._submitted += 1
@@ -327,11 +331,11 @@ class GreenExecutor(cf.Executor):
 
     def map(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[..., _T],
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
-    ) -> Iterator[Any]:
+    ) -> Iterator[_T]:
         """The stdlib's ``Executor.map``: every call submitted now, results in input order.
 
         Iterating blocks for each result; it raises the call's exception in
@@ -387,6 +391,7 @@ class GreenExecutor(cf.Executor):
             return True
         if self._broken is None:
             try:
+                # Not None: run() calls _initialize only when there is an initializer.
                 self._initializer(*self._initargs)  # type: ignore[misc]
             except Exception:
                 self._life.logger.exception(

@@ -464,6 +464,7 @@ class Cron:
             # to every datetime of another zone.
             now = now.astimezone(_UTC)
         if (zone is not self._zone and zone != self._zone) or not self._low <= now <= self._next:
+            # Not None: now is aware (checked above) when the schedule has no zone of its own.
             found = _cron.next_instant(self._spec, zone, math.ceil(now.timestamp()) - 1)  # type: ignore[arg-type]
             following = _NEVER if found is None else datetime.datetime.fromtimestamp(found, _UTC)
             self._zone, self._low, self._next = zone, now, following
@@ -471,6 +472,7 @@ class Cron:
 
     def next_after(self, dt: datetime.datetime) -> datetime.datetime | None:
         zone = self._timezone or _now("dt", dt).tzinfo
+        # Not None: _now refuses a naive dt.
         found = _cron.next_instant(self._spec, zone, _us(dt) // 1000000)  # type: ignore[arg-type]
         return None if found is None else datetime.datetime.fromtimestamp(found, dt.tzinfo)
 
