@@ -35,3 +35,8 @@ bench-quick: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .hypothesis
+
+# mypy --strict on greenworks/, configured by mypy.ini (zero errors is the rule).
+.PHONY: typecheck
+typecheck: $(STAMP)
+	$(PY) -m mypy
