@@ -209,6 +209,7 @@ class Timetable:
         store = self.store
         for entry in taken:
             due = entry.next_due
+            assert due is not None  # _push buckets only entries with a due time (same version)
             following = entry.step(due)
             grace = entry.grace
             if following is not None and following > now and (grace is None or now - due <= grace):
@@ -239,6 +240,7 @@ class Timetable:
             # The usual case, on time: one due time, nothing missed.
             passed = [] if due is None else [due]
         else:
+            assert due is not None  # following is None whenever due is
             passed = [due]
             due = following
             while due is not None and due <= now and len(passed) < MAX_OCCURRENCES:
