@@ -161,7 +161,7 @@ class TestTaskManagerEvents:
 
 class TestJobEvents:
     def test_started_finished_skipped(self, clock, seen):
-        """JobStarted(job_id, tick), JobFinished(job_id, tick, value, error, duration, lateness), JobSkipped"""
+        """JobStarted, JobFinished(value, error, duration, lateness) and JobSkipped, with their fields."""
         runner = JobRunner(clock=clock)
         gate = Event()
         runner.add_job(lambda: clock.sleep(2) or "done", Every(minutes=1), id="work")
