@@ -28,6 +28,11 @@ TEST_REQUIRES = [
     "mypy>=2.4",
 ]
 
+# `make docs`: Sphinx with the furo theme (docs/conf.py).
+DOCS_REQUIRES = ["sphinx>=7.2", "furo>=2024.1"]
+# `make dist`: build the sdist and wheel (pyproject.toml) and check them with twine.
+DIST_REQUIRES = ["build>=1.0", "twine>=5.0"]
+
 setup(
     name="greenworks",
     version=version(),
@@ -56,13 +61,16 @@ setup(
         "prometheus": ["prometheus_client>=0.16"],
         # Only for benchmarks/bench_streams.py, which compares StreamConsumer with rq.
         "bench": ["rq>=1.16", "redis>=4.5"],
-        "dev": [*TEST_REQUIRES, "ruff>=0.4", "tox>=4"],
+        "docs": DOCS_REQUIRES,
+        "dist": DIST_REQUIRES,
+        "dev": [*TEST_REQUIRES, *DOCS_REQUIRES, *DIST_REQUIRES, "ruff>=0.4", "tox>=4"],
     },
     entry_points={"console_scripts": ["greenworks = greenworks.cli:main"]},
     classifiers=[
         "Development Status :: 3 - Alpha",
         "Framework :: gevent",
         "Intended Audience :: Developers",
+        "Operating System :: POSIX",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
         "Programming Language :: Python :: 3.10",
@@ -70,6 +78,9 @@ setup(
         "Programming Language :: Python :: 3.12",
         "Programming Language :: Python :: 3.13",
         "Topic :: Software Development :: Libraries",
+        "Typing :: Typed",
     ],
+    # No project_urls: the project has no public home, documentation site or tracker yet, and a
+    # URL that leads nowhere is worse than none. Add Homepage/Documentation/Changelog with them.
     zip_safe=False,
 )
