@@ -62,7 +62,13 @@ class TestWheel:
         with zipfile.ZipFile(wheel) as archive:
             names = set(archive.namelist())
         assert "greenworks/py.typed" in names
-        for module in ("__init__.py", "cli.py", "_status_command.py", "interfaces.py", "coordination/__init__.py"):
+        for module in (
+            "__init__.py",
+            "cli.py",
+            "_status_command.py",
+            "interfaces.py",
+            "coordination/__init__.py",
+        ):
             assert "greenworks/" + module in names
         assert not [name for name in names if name.startswith(("tests/", "docs/"))]
 
