@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 
 # One line of progress instead of a silent quarter minute while pip runs (first use only).
 $(STAMP): setup.py
-	@echo "installing greenworks and its test dependencies into $(VENV) (first run only, about 15 s) ..."
+	@echo "installing greenworks and its test, docs and packaging tools into $(VENV) (first run only) ..."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -U pip
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,cron]' ruff
@@ -43,25 +43,17 @@ clean:
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-# The docs and packaging tools (setup.py's docs and dist extras), installed on first use.
-DOCS_STAMP := $(VENV)/.docs-stamp
-
-$(DOCS_STAMP): $(STAMP) setup.py
-	@echo "installing the docs and packaging tools (sphinx, furo, build, twine) into $(VENV) ..."
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[docs,dist]'
-	@touch $(DOCS_STAMP)
-
 # HTML into docs/_build/html with warnings as errors, then every link inside the docs checked
 # (docs/_ext/check_links.py: the built pages cannot reach the internet, so only local links).
 .PHONY: docs
-docs: $(DOCS_STAMP)
+docs: $(STAMP)
 	rm -rf docs/_build/html
 	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 	$(PY) docs/_ext/check_links.py docs/_build/html
 
 # Build the sdist and the wheel into a temporary directory, check them with twine, remove them.
 .PHONY: dist
-dist: $(DOCS_STAMP)
+dist: $(STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 		$(PY) -m build --outdir "$$tmp" . >"$$tmp/build.log" 2>&1 || { cat "$$tmp/build.log"; exit 1; } && \
 		ls "$$tmp"/*.whl "$$tmp"/*.tar.gz && $(PY) -m twine check --strict "$$tmp"/*.whl "$$tmp"/*.tar.gz

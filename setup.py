@@ -16,6 +16,11 @@ def version():
     return namespace["__version__"]
 
 
+# `make docs`: Sphinx with the furo theme (docs/conf.py).
+DOCS_REQUIRES = ["sphinx>=7.2", "furo>=2024.1"]
+# `make dist`: build the sdist and wheel (pyproject.toml) and check them with twine.
+DIST_REQUIRES = ["build>=1.0", "twine>=5.0"]
+
 TEST_REQUIRES = [
     "pytest>=7",
     "mock>=4",
@@ -26,12 +31,10 @@ TEST_REQUIRES = [
     "croniter>=1.3",  # only as the oracle of tests/test_schedules.py
     # `make typecheck`: mypy --strict on greenworks/ (mypy.ini); 2.4 is the first that passes clean.
     "mypy>=2.4",
+    # tests/test_docs.py builds docs/ and screenshots it; tests/test_packaging.py builds the wheel.
+    *DOCS_REQUIRES,
+    *DIST_REQUIRES,
 ]
-
-# `make docs`: Sphinx with the furo theme (docs/conf.py).
-DOCS_REQUIRES = ["sphinx>=7.2", "furo>=2024.1"]
-# `make dist`: build the sdist and wheel (pyproject.toml) and check them with twine.
-DIST_REQUIRES = ["build>=1.0", "twine>=5.0"]
 
 setup(
     name="greenworks",
@@ -63,7 +66,7 @@ setup(
         "bench": ["rq>=1.16", "redis>=4.5"],
         "docs": DOCS_REQUIRES,
         "dist": DIST_REQUIRES,
-        "dev": [*TEST_REQUIRES, *DOCS_REQUIRES, *DIST_REQUIRES, "ruff>=0.4", "tox>=4"],
+        "dev": [*TEST_REQUIRES, "ruff>=0.4", "tox>=4"],
     },
     entry_points={"console_scripts": ["greenworks = greenworks.cli:main"]},
     classifiers=[

@@ -300,3 +300,57 @@ class TestScreenshots:
         share, colours = ink(rows)
         # Text, the sidebar and the code blocks: well over 2% of the pixels, dozens of colours.
         assert share > 0.02 and colours > 20, (share, colours)
+
+
+# -- README, Makefile and pytest config (issue 22) -----------------------------
+
+
+class TestWhatTheTestsNeed:
+    def test_readme_says_what_is_optional_right_after_the_two_commands(self):
+        """The paragraph after `make demo` / `make test` names redis-server and chromium as optional."""
+        with open(os.path.join(ROOT, "README.rst"), encoding="utf-8") as f:
+            text = f.read()
+        after_commands = text[text.index("make test    #") :].split("\n\n")[1]
+        assert after_commands.startswith("What the tests need:")
+        for words in ("redis-server", "chromium", "optional", "skip", "-rs"):
+            assert words in after_commands, words
+
+    @pytest.mark.slow
+    @pytest.mark.timeout(60)
+    def test_the_pytest_config_shows_each_skip_reason(self, tmp_path):
+        """With the project's pytest config a skipped test is listed with its reason in the summary."""
+        (tmp_path / "test_skipping.py").write_text(
+            "import pytest\n\n"
+            "@pytest.mark.skip(reason='redis-server is not installed')\n"
+            "def test_x():\n"
+            "    pass\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-c", os.path.join(ROOT, "tox.ini"), str(tmp_path)],
+            capture_output=True,
+            text=True,
+            cwd=str(tmp_path),
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "SKIPPED [1]" in proc.stdout and "redis-server is not installed" in proc.stdout
+
+    @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+    @pytest.mark.timeout(60)
+    def test_make_demo_says_it_is_installing_first(self, tmp_path):
+        """On first use `make demo` prints one "installing ..." line before the silent pip steps."""
+        proc = subprocess.run(
+            ["make", "-n", "demo", "VENV=%s" % (tmp_path / "venv")],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        commands = proc.stdout.splitlines()
+        assert commands[0].startswith('echo "installing greenworks')
+        # Everything else the install does is silenced (the recipe lines start with @).
+        with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as f:
+            makefile = f.read()
+        recipe = makefile[makefile.index("$(STAMP): setup.py") :].split("\n\n")[0].splitlines()[1:]
+        assert recipe and all(line.startswith("\t@") for line in recipe)
