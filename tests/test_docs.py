@@ -170,6 +170,10 @@ class TestBuild:
         ):
             assert 'id="%s"' % anchor in page, anchor
         assert "Extends" in page and "IComponent" in page
+        from greenworks import interfaces
+
+        missing = [name for name in interfaces.__all__ if 'id="greenworks.interfaces.%s"' % name not in page]
+        assert missing == []
 
     def test_api_pages_come_from_the_docstrings(self, built_html):
         """An API page carries the documented class, its methods and the docstring text."""

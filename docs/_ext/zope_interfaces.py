@@ -6,8 +6,8 @@ class, so it shows neither its attributes nor its methods. The directive::
 
     .. autointerfaces:: greenworks.interfaces
 
-documents every interface in the module's ``__all__`` (in that order) as a
-class: its docstring, the interfaces it extends, then each ``Attribute`` and
+documents every interface in the module's ``__all__``, in the order the
+module defines them (so related contracts stay together), as a class: its docstring, the interfaces it extends, then each ``Attribute`` and
 each method in the order they are declared, methods with the signature
 zope.interface records (interface methods are written without ``self``).
 Use ``:only: IRunner IDispatcher`` to pick some.
@@ -52,7 +52,8 @@ class AutoInterfaces(SphinxDirective):
     def run(self):
         module_name = self.arguments[0]
         module = importlib.import_module(module_name)
-        names = self.options.get("only", "").split() or list(module.__all__)
+        public = set(module.__all__)
+        names = self.options.get("only", "").split() or [name for name in vars(module) if name in public]
         lines = [".. py:currentmodule:: %s" % module_name, ""]
         for name in names:
             iface = getattr(module, name)
