@@ -246,7 +246,8 @@ def ink(rows):
     return (total - counts[background]) / total, len(counts)
 
 
-def screenshot(url, path, size="1200,900"):
+def chromium(*args):
+    """Run headless Chromium with *args*; return the CompletedProcess."""
     with tempfile.TemporaryDirectory() as profile:
         command = [
             CHROMIUM,
@@ -260,9 +261,7 @@ def screenshot(url, path, size="1200,900"):
             "--disable-dev-shm-usage",
             "--hide-scrollbars",
             "--user-data-dir=%s" % profile,
-            "--screenshot=%s" % path,
-            "--window-size=%s" % size,
-            url,
+            *args,
         ]
         return subprocess.run(command, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT)
 
@@ -293,11 +292,19 @@ class TestPngDecoder:
 @pytest.mark.slow
 @pytest.mark.timeout(BUILD_TIMEOUT + 2 * CHROMIUM_TIMEOUT + 30)
 class TestScreenshots:
-    @pytest.mark.parametrize("page", ["index.html", "api/dispatcher.html"])
-    def test_page_renders_non_blank(self, built_html, tmp_path, page):
+    @pytest.mark.parametrize(
+        ("page", "title"),
+        [("index.html", "greenworks"), ("api/dispatcher.html", "greenworks.dispatcher")],
+    )
+    def test_page_renders_non_blank(self, built_html, tmp_path, page, title):
         """Headless Chromium renders the page: the PNG has text and colour, not one flat background."""
+        url = "file://" + os.path.join(built_html, page)
+        # The page Chromium loaded is ours (not an error page, which would not be blank either).
+        dom = chromium("--dump-dom", url)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        assert "<title>%s" % title in dom.stdout and 'class="sidebar-tree"' in dom.stdout
         shot = tmp_path / "page.png"
-        proc = screenshot("file://" + os.path.join(built_html, page), str(shot))
+        proc = chromium("--screenshot=%s" % shot, "--window-size=1200,900", url)
         assert proc.returncode == 0, proc.stderr[-2000:]
         width, height, rows = png_pixels(shot.read_bytes())
         assert (width, height) == (1200, 900)
