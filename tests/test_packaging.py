@@ -89,7 +89,7 @@ class TestWheel:
 
 class TestSdist:
     def test_carries_the_sources_of_docs_tests_and_checks(self, dist):
-        """The sdist has py.typed, mypy.ini, pyproject.toml, the changelog, the docs and the tests."""
+        """The sdist has py.typed, mypy.ini, pyproject.toml, the licence, the changelog, the docs and the tests."""
         _, sdist = dist
         top = "greenworks-%s/" % __version__
         with tarfile.open(sdist) as archive:
@@ -101,6 +101,7 @@ class TestSdist:
             "setup.py",
             "CHANGES.rst",
             "README.rst",
+            "LICENSE",
             "docs/conf.py",
             "docs/index.rst",
             "docs/changes.rst",
