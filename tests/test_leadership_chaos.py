@@ -36,8 +36,11 @@ import redis
 from _gunicorn_worker import gevent_worker_unavailable
 from _redis_server import REDIS_SERVER, RedisServer, free_port
 
+from greenworks.coordination import RedisLock, _registry
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 APP = os.path.join(HERE, "_chaos_app.py")
+HOLDER = os.path.join(HERE, "_fence_holder.py")
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="needs /proc, SIGSTOP and gunicorn's gevent worker"),
@@ -287,3 +290,240 @@ def _paused(directory, pid):
     with open(os.path.join(directory, "paused.%d" % pid)) as f:
         kind, at = f.read().split()
     return kind, round(epoch(at), 3)
+
+
+# -- 2. SIGKILL of the leader under real gunicorn -w 4 ---------------------------------
+
+_NO_GUNICORN = gevent_worker_unavailable()
+KILLS = 20
+
+
+def _has_setting(name):
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return any(s.name == name for s in KNOWN_SETTINGS)
+
+
+class Gunicorn:
+    """``gunicorn -k gevent -w 4`` running tests/_chaos_app.py; its log goes to <dir>/gunicorn.log."""
+
+    def __init__(self, url, directory, registry, tick, ttl):
+        self.log_path = os.path.join(directory, "gunicorn.log")
+        self.log = open(self.log_path, "w")
+        env = dict(
+            os.environ,
+            CHAOS_REDIS=url,
+            CHAOS_DIR=directory,
+            CHAOS_TICK=str(tick),
+            CHAOS_TTL=str(ttl),
+            CHAOS_BIND="127.0.0.1:%d" % free_port(),
+            GREENWORKS_LEASE_REGISTRY=registry,
+        )
+        args = [sys.executable, "-m", "gunicorn", "-c", "_chaos_gunicorn_conf.py"]
+        if _has_setting("control_socket_disable"):
+            args.append("--no-control-socket")  # gunicorn >= 24 would share ~/.gunicorn/gunicorn.ctl
+        self.proc = subprocess.Popen(
+            [*args, "_chaos_app:application"],
+            cwd=HERE,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            start_new_session=True,
+        )
+
+    def lines(self):
+        with open(self.log_path) as f:
+            return f.read().splitlines()
+
+    def missed(self):
+        """Ticks the runners reported missed (a hub busy past a boundary on this loaded machine)."""
+        found = (re.search(r"missed (\d+) tick", line) for line in self.lines())
+        return sum(int(m.group(1)) for m in found if m)
+
+    def close(self):
+        """SIGTERM the arbiter (a graceful stop), then SIGKILL whatever of its group is left."""
+        try:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.log.close()
+
+
+@pytest.mark.skipif(_NO_GUNICORN is not None, reason=str(_NO_GUNICORN))
+class TestGunicornSigkill:
+    @pytest.mark.timeout(90)
+    def test_leader_sigkilled_20_times_is_taken_over_within_one_tick(self, tmp_path, server):
+        """[MUST] gunicorn -k gevent -w 4, RedisLock, child_exit: SIGKILL the leader 20 times at a
+        random moment of its tick; every time another worker runs the first tick after the kill,
+        no (job, tick) runs twice, and no tick is lost but the one in progress at a kill."""
+        tick = 0.5
+        directory = str(tmp_path / "chaos")
+        os.makedirs(directory)
+        runs = Runs(directory)
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        g = Gunicorn(server.url, directory, str(tmp_path / "leases"), tick, tick)
+        rng = random.Random(18)
+        kills = []  # (pid, kill time, first tick of the new leader, its run time)
+        try:
+            wait_until(lambda: len({r[1] for r in runs.read()}) >= 3, 30, "gunicorn running ticks")
+            for _ in range(KILLS):
+                # Every other kill lands at a random moment of a tick, the others 1-10 ms before a
+                # boundary: the master's child_exit then frees the lease after the followers looked.
+                if len(kills) % 2:
+                    gevent.sleep(rng.uniform(0, tick))
+                else:
+                    boundary = (now() // tick + 2) * tick
+                    gevent.sleep(boundary - rng.uniform(0.001, 0.01) - now())
+                holder = wait_until(lambda: client.get("leader"), 10, "a leader")
+                pid = int(holder.split(":")[-2])
+                os.kill(pid, signal.SIGKILL)
+                killed_at = now()
+                first = wait_until(
+                    lambda: [r for r in runs.read() if r[2] != pid and r[3] > killed_at], 10, "a takeover"
+                )[0]
+                kills.append((pid, killed_at, first[1], first[3]))
+        finally:
+            client.close()
+            g.close()
+        missed = g.missed()
+        latencies = sorted(at - killed for _pid, killed, _tick, at in kills)
+        print(
+            "\ntakeover after SIGKILL over %d kills (tick %.1fs): min %.3fs median %.3fs max %.3fs;"
+            " runner-reported missed ticks: %d"
+            % (len(kills), tick, latencies[0], statistics.median(latencies), latencies[-1], missed)
+        )
+        for pid, killed, first, at in kills:
+            print("kill %d at %.3f (phase %.3f): first tick %.3f run %.3f later" % (pid, killed, killed % tick, first, at - killed))
+        assert runs.doubles() == {}
+        # Within one tick: the new leader ran the first tick that began after the kill.
+        late = [(pid, killed, first) for pid, killed, first, _at in kills if first > killed + tick + 0.001]
+        assert len(late) <= missed, "takeovers later than one tick: %s" % late
+        # No tick lost but the one in progress at each kill (or one a runner reported missed).
+        in_progress = {round((killed // tick) * tick, 3) for _pid, killed, _first, _at in kills}
+        for job_id in ("a", "b"):
+            ticks = {t for j, t, _pid, _at in runs.read() if j == job_id}
+            span = [round(min(ticks) + i * tick, 3) for i in range(round((max(ticks) - min(ticks)) / tick) + 1)]
+            lost = [t for t in span if t not in ticks and t not in in_progress]
+            assert len(lost) <= missed, "%s lost ticks %s" % (job_id, lost)
+
+
+# -- the dead local holder's lease, taken over at once ---------------------------------
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    path = tmp_path / "leases"
+    monkeypatch.setenv("GREENWORKS_LEASE_REGISTRY", str(path))
+    return path
+
+
+def holder(server, ttl=60):
+    """A child process holding the lease ``leader``; returns (proc, token, holder id)."""
+    proc = subprocess.Popen(
+        [sys.executable, HOLDER, "redis", server.url, "leader", str(ttl)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    state, token, holder_id = proc.stdout.readline().split()
+    assert state == "held"
+    return proc, int(token), holder_id
+
+
+def finish(proc):
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.kill()
+    proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
+
+
+class TestDeadHolderTakeover:
+    @pytest.mark.timeout(30)
+    @pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
+    def test_a_killed_holders_lease_is_taken_over_at_once(self, server, registry, reaped, caplog):
+        """acquire() takes a SIGKILLed holder's 60 s lease at once (no child_exit needed), with a new,
+        larger token, whether or not its parent reaped it yet."""
+        proc, token, dead = holder(server)
+        lock = RedisLock(server.url, "leader", ttl=5)
+        try:
+            proc.kill()
+            if reaped:
+                proc.wait()
+            else:
+                wait_until(lambda: state(proc.pid) == "Z", 10, "a zombie")
+            with caplog.at_level("INFO", logger="greenworks.coordination._redis"):
+                assert lock.acquire()
+            assert lock.token > token
+            assert "taken over by %s (token %d) from %s" % (lock.holder, lock.token, dead) in caplog.text
+        finally:
+            lock.release()
+            finish(proc)
+
+    @pytest.mark.timeout(30)
+    def test_a_live_holder_is_never_taken_over(self, server, registry):
+        """A SIGSTOPped holder (alive, its lease not expired) keeps its lease."""
+        proc, _token, live = holder(server)
+        lock = RedisLock(server.url, "leader", ttl=5)
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        try:
+            os.kill(proc.pid, signal.SIGSTOP)
+            assert not lock.acquire()
+            assert client.get("leader") == live
+        finally:
+            client.close()
+            lock.release()
+            finish(proc)
+
+    @pytest.mark.timeout(30)
+    def test_a_holder_without_a_registry_entry_is_not_taken_over(self, server, registry):
+        """Only a holder whose registry entry is on this host counts: without it the lease expires by ttl."""
+        proc, _token, dead = holder(server)
+        lock = RedisLock(server.url, "leader", ttl=5)
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        try:
+            proc.kill()
+            proc.wait()
+            for name in os.listdir(registry):
+                os.unlink(registry / name)
+            assert not lock.acquire()
+            assert client.get("leader") == dead
+        finally:
+            client.close()
+            lock.release()
+            finish(proc)
+
+    def test_pid_gone_reads_sigkill_pending_and_exiting(self, tmp_path, monkeypatch):
+        """pid_gone() counts a process with SIGKILL pending, or exiting, as gone (fake /proc files:
+        a real process is in these states for microseconds)."""
+        pid = os.getpid()
+        proc = tmp_path / str(pid)
+        proc.mkdir()
+        monkeypatch.setattr(_registry, "_PROC", str(tmp_path))
+
+        def fake(state="R", flags=0x400000, sigpnd=0, shdpnd=0):
+            (proc / "stat").write_text("%d (py thon) %s 1 1 1 0 -1 %d 0 0\n" % (pid, state, flags))
+            (proc / "status").write_text("Name:\tpy\nSigPnd:\t%016x\nShdPnd:\t%016x\n" % (sigpnd, shdpnd))
+
+        fake()
+        assert not _registry.pid_gone(pid)
+        fake(shdpnd=1 << 8)
+        assert _registry.pid_gone(pid)
+        fake(sigpnd=1 << 8)
+        assert _registry.pid_gone(pid)
+        fake(shdpnd=1 << 14)  # SIGTERM pending: it may still run a handler
+        assert not _registry.pid_gone(pid)
+        fake(flags=0x400004)  # PF_EXITING
+        assert _registry.pid_gone(pid)
+        fake(state="Z")
+        assert _registry.pid_gone(pid)
