@@ -42,13 +42,13 @@ from gevent import monkey
 if __name__ == "__main__":
     monkey.patch_all()
 
-import gevent  # noqa: E402
-import gevent.event  # noqa: E402
-import zope.event  # noqa: E402
+import gevent
+import gevent.event
+import zope.event
 
-from greenworks.coordination import RedisLock  # noqa: E402
-from greenworks.events import LeadershipAcquired, LeadershipLost  # noqa: E402
-from greenworks.jobs import JobRunner  # noqa: E402
+from greenworks.coordination import RedisLock
+from greenworks.events import LeadershipAcquired, LeadershipLost
+from greenworks.jobs import JobRunner
 
 
 class Chaos:
@@ -149,7 +149,9 @@ class AppendJob:
 def main(argv):
     url, directory, tick, ttl = argv[0], argv[1], float(argv[2]), float(argv[3])
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
     )
     chaos = Chaos(url, directory, tick, ttl)
     done = gevent.event.Event()
