@@ -520,17 +520,20 @@ def registry(tmp_path, monkeypatch):
     return path
 
 
-def holder(server, ttl=60):
-    """A child process holding the lease ``leader``; returns (proc, token, holder id)."""
-    proc = subprocess.Popen(
-        [sys.executable, HOLDER, "redis", server.url, "leader", str(ttl)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def holder(server, ttl=60, zombie=False):
+    """A child process holding the lease ``leader``; returns (proc, holder pid, token, holder id).
+
+    With *zombie* the holder is started by a ``sleep`` that never reaps it
+    (this process's gevent reaps its own children at once), so once killed
+    it stays a zombie.
+    """
+    args = [sys.executable, HOLDER, "redis", server.url, "leader", str(ttl)]
+    if zombie:
+        args = ["sh", "-c", '"$@" & exec sleep 30', "sh", *args]
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     state, token, holder_id = proc.stdout.readline().split()
     assert state == "held"
-    return proc, int(token), holder_id
+    return proc, int(holder_id.split(":")[-2]), int(token), holder_id
 
 
 def finish(proc):
@@ -548,14 +551,14 @@ class TestDeadHolderTakeover:
     def test_a_killed_holders_lease_is_taken_over_at_once(self, server, registry, reaped, caplog):
         """acquire() takes a SIGKILLed holder's 60 s lease at once (no child_exit needed), with a new,
         larger token, whether or not its parent reaped it yet."""
-        proc, token, dead = holder(server)
+        proc, pid, token, dead = holder(server, zombie=not reaped)
         lock = RedisLock(server.url, "leader", ttl=5)
         try:
-            proc.kill()
+            os.kill(pid, signal.SIGKILL)
             if reaped:
                 proc.wait()
             else:
-                wait_until(lambda: state(proc.pid) == "Z", 10, "a zombie")
+                wait_until(lambda: state(pid) == "Z", 10, "a zombie")
             with caplog.at_level("INFO", logger="greenworks.coordination._redis"):
                 assert lock.acquire()
             assert lock.token > token
@@ -567,7 +570,7 @@ class TestDeadHolderTakeover:
     @pytest.mark.timeout(30)
     def test_a_live_holder_is_never_taken_over(self, server, registry):
         """A SIGSTOPped holder (alive, its lease not expired) keeps its lease."""
-        proc, _token, live = holder(server)
+        proc, _pid, _token, live = holder(server)
         lock = RedisLock(server.url, "leader", ttl=5)
         client = redis.Redis.from_url(server.url, decode_responses=True)
         try:
@@ -582,7 +585,7 @@ class TestDeadHolderTakeover:
     @pytest.mark.timeout(30)
     def test_a_holder_without_a_registry_entry_is_not_taken_over(self, server, registry):
         """Only a holder whose registry entry is on this host counts: without it the lease expires by ttl."""
-        proc, _token, dead = holder(server)
+        proc, _pid, _token, dead = holder(server)
         lock = RedisLock(server.url, "leader", ttl=5)
         client = redis.Redis.from_url(server.url, decode_responses=True)
         try:
