@@ -58,9 +58,10 @@ A worker killed with SIGKILL, or aborted after "WORKER TIMEOUT" (SIGABRT:
 its ``worker_abort`` hook runs in a signal handler of a stuck hub, so none
 is offered here), gets no chance to drain: that is what ``child_exit`` and
 the leases of `greenworks.coordination` are for (the kernel frees a
-`FileLock` at once, ``child_exit`` releases a `RedisLock`, which otherwise
-expires within its ttl), and the fenced per-tick claims keep a job from
-running twice.
+`FileLock` at once; a `RedisLock` of a dead worker is taken over by the
+next worker's ``acquire``, at its next tick, or released by ``child_exit``,
+whichever comes first, and otherwise expires within its ttl), and the fenced
+per-tick claims keep a job from running twice.
 """
 
 import logging

@@ -132,10 +132,14 @@ class RedisLock:
     renews the lease every *renew_interval* (default ``ttl / 3``), whatever
     the caller's own rhythm (a `JobRunner` tick); the first failed renewal
     marks the lease lost and ends the greenlet, as does :meth:`release`. A
-    lost lease is taken over by another process within one *ttl*, so a short
-    ttl (1 s) gives a fast takeover after the holder's SIGKILL; faster still,
-    :func:`release_dead` frees a dead process's lease at once (gunicorn's
-    ``child_exit`` hook), thanks to the registry entry written at acquire.
+    lost lease is taken over by another process within one *ttl*. A holder
+    of the same host that died (SIGKILL: its pid gone, a zombie, exiting, or
+    with the SIGKILL still pending) is taken over at once: :meth:`acquire`
+    finds its registry entry (written at acquire) and replaces its lease by
+    compare-and-set on its holder id, with a new token. :func:`release_dead`
+    (gunicorn's ``child_exit`` hook) frees it at once too, from a process
+    that holds no lock, and serves the holders that nobody contends for
+    right away.
 
     Failure model: a Redis or network error never raises out of
     :meth:`acquire`, :meth:`renew`, :meth:`release` or :meth:`claim`; it is
@@ -163,8 +167,9 @@ class RedisLock:
     :param float renew_interval: seconds between automatic renewals
         (default ``ttl / 3``).
     :param lease_registry: the per-host registry directory `release_dead`
-        reads (default: ``$GREENWORKS_LEASE_REGISTRY`` or
-        ``<tempdir>/greenworks-leases``); ``False`` writes no entry.
+        and :meth:`acquire` read (default: ``$GREENWORKS_LEASE_REGISTRY`` or
+        ``<tempdir>/greenworks-leases``); ``False`` writes no entry and never
+        takes a dead holder's lease over before its ttl.
     :raises InvalidArgument: for a bad *name*, *ttl* or *renew_interval*.
     :raises ImportError: redis-py is not installed.
     """
@@ -264,9 +269,11 @@ class RedisLock:
     def acquire(self, ttl: float | None = None) -> bool:
         """Try once to take the lease for *ttl* seconds; see `ILeaderLock.acquire`.
 
-        Already held: renews instead (same token). On success the renewal
-        greenlet runs, :attr:`token` is the new lease's fencing token, and
-        this process's registry entry names the lease (for `release_dead`).
+        Already held: renews instead (same token). Held by a dead process of
+        this host (see the class doc): taken over, one more round trip. On
+        success the renewal greenlet runs, :attr:`token` is the new lease's
+        fencing token, and this process's registry entry names the lease (for
+        `release_dead` and the next contenders).
 
         :param float ttl: seconds; ``None`` uses the constructor's *ttl*.
         :raises InvalidArgument: *ttl* is not a number > 0 (nor None).
