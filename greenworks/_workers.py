@@ -22,7 +22,7 @@ counted in ``waking``; otherwise ``BUSY``. None of these methods switch
 greenlets except :meth:`WorkerSet.park` and :meth:`WorkerSet.finish`.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import Any
 
 from gevent.hub import Waiter, get_hub
@@ -243,6 +243,29 @@ class WorkerSet:
             get_hub().loop.run_callback(worker.waiter.switch, None)
         # else born idle and not started yet: it sees WAKING when it starts.
         return worker
+
+    def hand_out(self, backlog: Sized) -> int:
+        """Run parked workers, one at a time, while *backlog* holds more items than workers are on their way.
+
+        Must run in the hub (a hub callback). Each worker woken (LIFO) runs at
+        once, until it blocks or parks again, before the next is considered:
+        a worker that drains the whole backlog leaves the others parked,
+        one per item starts when each item blocks. Switches into each woken
+        worker; a worker born idle that has not started yet is only marked
+        waking.
+
+        :return int: how many workers were woken.
+        """
+        idle = self.idle
+        woken = 0
+        while idle and len(backlog) > self.waking:
+            worker = idle.pop()
+            worker.state = WAKING
+            self.waking += 1
+            woken += 1
+            if worker.parked:
+                worker.waiter.switch(None)
+        return woken
 
     def retire(self, count: int) -> int:
         """Ask *count* workers to leave: idle ones at once (oldest first), busy ones after their item.

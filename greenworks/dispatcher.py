@@ -18,12 +18,17 @@ How it works, and why it is fast:
   the buffer from the overflow, so nothing is ever stranded there.
 - A worker greenlet drains the buffer in a tight loop and parks only when the
   buffer is empty. Idle workers park in a `~greenworks._workers.WorkerSet`,
-  each on its own waiter, and ``dispatch`` wakes the most recently parked one
-  (LIFO keeps hot greenlets hot), so a wake-up costs the same with 10 or
-  10,000 idle workers. ``dispatch`` wakes a worker only while fewer workers
-  are on their way than tasks are waiting; with nobody idle it grows the pool
-  instead. That step, wake or grow, is :meth:`Dispatcher._wanted`, the one
-  place every way of adding a task goes through.
+  each on its own waiter. ``dispatch`` does not wake one per task: the first
+  task of a burst that no worker on its way will take schedules ONE hub
+  callback, which, when it runs, wakes the most recently parked worker
+  (LIFO keeps hot greenlets hot), lets it run until it blocks or parks, and
+  repeats while buffered tasks outnumber the workers on their way. A burst
+  of trivial tasks is thus drained by one worker with one switch, a burst of
+  blocking tasks starts one worker per task at once, and a wake-up costs the
+  same with 10 or 100,000 idle workers. With no parked worker left to take
+  a task the pool grows instead. That step, hand out or grow, is
+  :meth:`Dispatcher._wanted`, the one place every way of adding a task goes
+  through.
 - Growing doubles the pool (at least one worker, never above the maximum)
   and never touches running workers. A supervisor greenlet halves the pool,
   never below the minimum, after ``wait_between_scale_downs`` seconds in which
@@ -58,6 +63,7 @@ from typing import Any
 
 import gevent
 from gevent.event import Event
+from gevent.hub import get_hub
 from gevent.queue import Full
 from zope.interface import implementer
 
@@ -179,6 +185,8 @@ class Dispatcher:
         # Growth is allowed up to this many workers; 0 while not running.
         self._grow_limit = 0
         self._at_max = False
+        # True while a _hand_out callback is scheduled and has not run yet.
+        self._handout_pending = False
         self._supervisors: list[Any] = []
         self._changed = Event()
         self._stopping = False
@@ -247,8 +255,13 @@ class Dispatcher:
         return self._stack
 
     def free_count(self) -> int:
-        """Tasks that could be accepted now without overflowing: free buffer room plus idle workers."""
-        return max(0, self._max_buffered - len(self._buffer)) + len(self._pool.idle)
+        """Tasks that could be accepted now without overflowing.
+
+        The free buffer room, or, if more, the parked and waking workers not
+        yet spoken for by a buffered task.
+        """
+        pool = self._pool
+        return max(0, max(self._max_buffered, pool.waking + len(pool.idle)) - len(self._buffer))
 
     def full(self) -> bool:
         """Whether a ``dispatch`` now would overflow (or be rejected)."""
@@ -270,10 +283,12 @@ class Dispatcher:
         buf = self._buffer
         n = len(buf)
         pool = self._pool
-        if n < self._max_buffered or (pool.idle and pool.waking <= n):
+        waking = pool.waking
+        if n < self._max_buffered or n < waking + len(pool.idle):
             buf.append(task)
-            if pool.waking <= n:
-                self._wanted()
+            # Task n is taken by a worker already on its way unless n >= waking.
+            if n >= waking and not self._at_max:
+                self._wanted(n)
             return True
         return self._overflowed(task, block, timeout)
 
@@ -295,22 +310,28 @@ class Dispatcher:
         buf = self._buffer
         n = len(buf)
         pool = self._pool
-        if n < self._max_buffered or (pool.idle and pool.waking <= n):
+        waking = pool.waking
+        if n < self._max_buffered or n < waking + len(pool.idle):
             buf.append(task)
-            if pool.waking <= n:
-                self._wanted()
+            if n >= waking and not self._at_max:
+                self._wanted(n)
         elif not self._overflowed(task, False, None) and self._overflow_pop is None:
             task.set_exception(Full("dispatcher %r: buffer full, task rejected" % self._name))
         return task
 
-    def _wanted(self) -> None:
-        """A task waits beyond the workers already on their way: wake one, or grow.
+    def _wanted(self, n: int) -> None:
+        """Task *n* of the buffer waits beyond the workers already on their way: hand it out, or grow.
 
-        The single wake-or-grow step behind every way a task arrives.
+        The single wake-or-grow step behind every way a task arrives. While
+        parked workers are left to take it, one hub callback per burst hands
+        the buffered tasks out (:meth:`_hand_out`); with none left it grows
+        the pool. Never switches.
         """
         pool = self._pool
-        if pool.idle:
-            pool.wake()
+        if n < pool.waking + len(pool.idle):
+            if not self._handout_pending:
+                self._handout_pending = True
+                get_hub().loop.run_callback(self._hand_out)
         elif not self._at_max:
             if len(pool) < self._grow_limit:
                 self._grow()
@@ -322,6 +343,22 @@ class Dispatcher:
                 self._logger.warning(
                     "dispatcher %r is %s: accepted tasks wait for start()", self._name, self._life.state.value
                 )
+
+    def _hand_out(self) -> None:
+        """Hub callback: wake parked workers one at a time while buffered tasks outnumber those on their way.
+
+        Each woken worker runs at once, until it blocks or parks again, so a
+        burst of trivial tasks is drained by the first worker (no wasted
+        switches into workers that would find the buffer empty), while a
+        burst of blocking tasks starts one worker per task before this
+        callback returns (eager start-up for I/O).
+        """
+        try:
+            self._pool.hand_out(self._buffer)
+        finally:
+            self._handout_pending = False
+            if self._pool.idle:
+                self._at_max = False
 
     def _overflowed(self, task: Any, block: bool, timeout: float | None) -> bool:
         if block and self._wait_for_room(task, timeout):
@@ -343,7 +380,8 @@ class Dispatcher:
             )
         elif size % OVERFLOW_LOG_EVERY == 0:
             self._logger.debug("dispatcher %r: %d tasks in overflow", self._name, size)
-        if not self._pool.idle and len(self._pool) < self._grow_limit:
+        # Overflowing means every parked worker is spoken for: grow.
+        if len(self._pool) < self._grow_limit:
             self._grow()
         return False
 
@@ -368,8 +406,8 @@ class Dispatcher:
                     room = None
                     n = len(self._buffer)
                     self._buffer.append(task)
-                    if self._pool.waking <= n:
-                        self._wanted()
+                    if n >= self._pool.waking:
+                        self._wanted(n)
                     return True
         finally:
             if room is not None:
@@ -377,7 +415,7 @@ class Dispatcher:
 
     def _has_room(self) -> bool:
         n = len(self._buffer)
-        return n < self._max_buffered or (bool(self._pool.idle) and self._pool.waking <= n)
+        return n < self._max_buffered or n < self._pool.waking + len(self._pool.idle)
 
     def _refill(self) -> None:
         """Move overflowed tasks into the buffer while it has room; then let a blocked dispatch in."""
@@ -406,11 +444,10 @@ class Dispatcher:
         self._life.emit(PoolScaled, before, target, "backlog")
 
     def _kick(self) -> None:
-        """Grow when work waits beyond the workers on their way and nobody is idle."""
+        """Grow when work waits beyond the workers on their way and the parked ones."""
         pool = self._pool
         if (
-            not pool.idle
-            and len(self._buffer) + len(self._overflow) > pool.waking
+            len(self._buffer) + len(self._overflow) > pool.waking + len(pool.idle)
             and len(pool) < self._grow_limit
         ):
             self._grow()
