@@ -105,11 +105,12 @@ class TaskHandle(AsyncResult, Generic[_T]):  # type: ignore[misc]  # gevent's As
     # Two slots, written once each by submit() and once each by the run:
     # _fn is the callable until the task starts (None from then on, so
     # "started" is "_fn is None and not ready()"); _args the positional
-    # arguments until it ran, or _CANCELLED once cancel() kept it from running.
+    # arguments until it ran (then ()), or _CANCELLED once cancel() kept it
+    # from running.
     __slots__ = ("_fn", "_args")
 
     _fn: Callable[..., _T] | None
-    _args: tuple[Any, ...] | None
+    _args: tuple[Any, ...]
 
     def __call__(self) -> None:
         fn = self._fn
@@ -117,19 +118,17 @@ class TaskHandle(AsyncResult, Generic[_T]):  # type: ignore[misc]  # gevent's As
             # Cancelled while it waited (its handle already holds Canceled), or already run.
             return
         self._fn = None
-        args = self._args
-        assert args is not None  # set together with _fn
         try:
-            value = fn(*args)
+            value = fn(*self._args)
         except GreenletExit as exc:
-            self._args = None
+            self._args = ()
             self.set_exception(Canceled("the worker running %r was killed (%r)" % (fn, exc)))
             raise
         except BaseException as exc:
-            self._args = None
+            self._args = ()
             self.set_exception(exc)
             raise
-        self._args = None
+        self._args = ()
         self.set(value)
 
     def cancel(self) -> bool:

@@ -182,7 +182,10 @@ class Dispatcher:
         self._policy = overflow
         self._buffer: collections.deque[Any] = collections.deque()
         self._stack, self._overflow, self._overflow_pop = self._new_overflow(())
+        # The Events of blocked dispatches, first in line first; _blocked counts
+        # those dispatches (one woken is off the line but still blocked).
         self._room_waiters: collections.deque[Event] = collections.deque()
+        self._blocked = 0
         self._pool = WorkerSet(
             life, self._work, "greenworks.%s[%%d]" % life.name, on_exit=self._worker_exited
         )
@@ -281,7 +284,7 @@ class Dispatcher:
         """
         if type(task) not in PLAIN_TASK_TYPES:
             task = _check_task(task)
-        if block or timeout is not None:
+        if timeout is not None:
             timeout = _checks.seconds("timeout", timeout, none=True, negative=True)
         self._dispatched += 1
         buf = self._buffer
@@ -396,31 +399,50 @@ class Dispatcher:
         return False
 
     def _wait_for_room(self, task: Any, timeout: float | None) -> bool:
-        """Block until the buffer has room for *task* and place it; False on timeout."""
+        """Block until the buffer has room for *task* and place it; False on timeout.
+
+        Blocked dispatches wait in line, each on its own Event. Whoever frees
+        room (a worker taking a task, a worker parking) takes the first in
+        line off the list as it sets its Event, so the tasks that follow do
+        not signal it again; one woken that finds the room gone already
+        goes back to the head of the line.
+        """
         clock = self._clock
         deadline = None if timeout is None else clock.monotonic() + timeout
         room = Event()
         waiters = self._room_waiters
         waiters.append(room)
+        self._blocked += 1
+        placed = False
         try:
             while True:
-                remaining = None if deadline is None else deadline - clock.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                clock.wait(room, remaining)
+                if deadline is None:
+                    room.wait()
+                else:
+                    remaining = deadline - clock.monotonic()
+                    if remaining <= 0 or not clock.wait(room, remaining):
+                        return False
+                # Set: taken off the line by whoever freed room.
                 room.clear()
                 if self._has_room():
-                    # Leave the waiter list first so placing the task below is
-                    # not mistaken for room still being wanted.
-                    waiters.remove(room)
-                    room = None
+                    placed = True
                     n = len(self._buffer)
                     self._buffer.append(task)
                     if n >= self._pool.waking:
                         self._wanted(n)
+                    if waiters and self._has_room():
+                        waiters.popleft().set()
                     return True
+                waiters.appendleft(room)
         finally:
-            if room is not None:
+            self._blocked -= 1
+            if placed:
+                pass
+            elif room.is_set():
+                # Woken, then killed (or timed out) before using the room: pass it on.
+                if waiters and self._has_room():
+                    waiters.popleft().set()
+            else:
                 waiters.remove(room)
 
     def _has_room(self) -> bool:
@@ -436,7 +458,7 @@ class Dispatcher:
         while overflow and (len(buf) < cap or not buf):
             buf.append(pop())
         if self._room_waiters and len(buf) < cap:
-            self._room_waiters[0].set()
+            self._room_waiters.popleft().set()
 
     # -- workers ---------------------------------------------------------------
 
@@ -491,7 +513,7 @@ class Dispatcher:
             self._at_max = False
             if waiters:
                 # A blocked dispatch may hand its task to this idle worker.
-                waiters[0].set()
+                waiters.popleft().set()
             if self._life.state is not State.RUNNING:
                 self._changed.set()
             pool.park(worker)
@@ -560,7 +582,7 @@ class Dispatcher:
             quiet = now_seen == seen
             seen = now_seen
             self._check_pinned()
-            if not quiet or self._buffer or self._overflow or self._room_waiters:
+            if not quiet or self._buffer or self._overflow or self._blocked:
                 continue
             live = pool.live()
             target = max(self._min_workers, live // 2)
@@ -676,7 +698,7 @@ class Dispatcher:
         quitter = self._quitter
         if quitter is not None and quitter in pool.workers and quitter.state == BUSY:
             busy -= 1
-        return busy <= 0 and not self._buffer and not self._overflow and not self._room_waiters
+        return busy <= 0 and not self._buffer and not self._overflow and not self._blocked
 
     def _stop(self, timeout: Any, drain: bool, cancel_pending: bool) -> tuple[bool, int]:
         timeout = _checks.seconds("timeout", timeout, none=True)
