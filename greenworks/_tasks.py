@@ -9,7 +9,7 @@ pool's machinery. Everything here is public through that module.
 import functools
 import logging
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from gevent import GreenletExit
@@ -17,7 +17,7 @@ from gevent.event import AsyncResult
 from zope.interface import implementer
 
 from greenworks import _checks
-from greenworks.clock import get_clock
+from greenworks.clock import ClockLike, get_clock
 from greenworks.exceptions import Canceled, EmptyStackError, invalid_argument
 from greenworks.interfaces import IDispatchTask, ITaskStack
 
@@ -39,38 +39,38 @@ class TaskStack:
 
     __slots__ = ("_items",)
 
-    def __init__(self, items=()):
+    def __init__(self, items: Iterable[Any] = ()) -> None:
         try:
             self._items = list(items)
         except TypeError:
             raise invalid_argument("items", items, "an iterable of tasks") from None
 
-    def size(self):
+    def size(self) -> int:
         return len(self._items)
 
-    def push(self, task):
+    def push(self, task: Any) -> None:
         self._items.append(task)
 
-    def pop(self):
+    def pop(self) -> Any:
         try:
             return self._items.pop()
         except IndexError:
             raise EmptyStackError() from None
 
-    def peek(self):
+    def peek(self) -> Any:
         try:
             return self._items[-1]
         except IndexError:
             raise EmptyStackError() from None
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._items)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<greenworks.dispatcher.TaskStack size=%d>" % len(self._items)
 
 
-def _check_task(task, name="task"):
+def _check_task(task: Any, name: str = "task") -> Callable[[], Any]:
     """Return the zero-argument callable that runs *task*.
 
     An `IDispatchTask` (anything with a callable ``execute``) runs its
@@ -78,11 +78,12 @@ def _check_task(task, name="task"):
 
     :raises InvalidArgument: naming *name* if *task* is neither.
     """
-    execute = getattr(task, "execute", None)
+    execute: Callable[[], Any] | None = getattr(task, "execute", None)
     if execute is not None and callable(execute):
         return execute
     if callable(task):
-        return task
+        run: Callable[[], Any] = task
+        return run
     raise invalid_argument(name, task, "a callable or an IDispatchTask with execute()")
 
 
@@ -236,7 +237,14 @@ class RetryTask:
 
     __slots__ = ("_clock", "_period", "_retries", "_retry", "_run", "task")
 
-    def __init__(self, task, retry, retries, period, clock=None):
+    def __init__(
+        self,
+        task: Any,
+        retry: Callable[[], object],
+        retries: int,
+        period: float,
+        clock: ClockLike | None = None,
+    ) -> None:
         self._run = _check_task(task)
         if not callable(retry):
             raise invalid_argument("retry", retry, "a callable returning bool")
@@ -248,8 +256,8 @@ class RetryTask:
         self._period = _checks.seconds("period", period)
         self._clock = get_clock(clock)
 
-    def execute(self):
-        keep_going = True
+    def execute(self) -> None:
+        keep_going: object = True
         attempt = 0
         while attempt < self._retries and keep_going:
             self._clock.sleep(self._period * attempt * 5)
@@ -263,7 +271,7 @@ class RetryTask:
 
     __call__ = execute
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<greenworks.dispatcher.RetryTask %r retries=%d period=%r>" % (
             self.task,
             self._retries,

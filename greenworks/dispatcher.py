@@ -60,7 +60,7 @@ import collections
 import enum
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import gevent
@@ -123,7 +123,7 @@ _STATUS = {
 }
 
 
-class _TaskTimeout(gevent.Timeout):
+class _TaskTimeout(gevent.Timeout):  # type: ignore[misc]  # gevent is untyped: Timeout is Any
     """The ``gevent.Timeout`` the watchdog throws into a worker whose task overran."""
 
     def __init__(self, seconds: float) -> None:
@@ -211,7 +211,8 @@ class Dispatcher:
         self._scale_ups = 0
         self._scale_downs = 0
 
-    def _new_overflow(self, items: Any) -> tuple[Any, Any, Any]:
+    def _new_overflow(self, items: Iterable[Any]) -> tuple[TaskStack | None, Any, Callable[[], Any] | None]:
+        """The overflow for this policy: (the TaskStack or None, its container, the container's pop)."""
         if self._policy == "stack":
             stack = TaskStack(items)
             return stack, stack._items, stack._items.pop
@@ -456,6 +457,7 @@ class Dispatcher:
         pop = self._overflow_pop
         cap = self._max_buffered
         while overflow and (len(buf) < cap or not buf):
+            assert pop is not None  # only "reject" has no pop, and its overflow is always empty
             buf.append(pop())
         if self._room_waiters and len(buf) < cap:
             self._room_waiters.popleft().set()
@@ -489,13 +491,13 @@ class Dispatcher:
         # starts: one spawned just before a stop must not take tasks kept for
         # the next run.
         pool = self._pool
-        popleft = buf.popleft
         waiters = self._room_waiters
         pool.started(worker)
         self._kick()
         while True:
             while buf:
-                task = popleft()
+                # buf.popleft(), not a bound method kept in a local: one less object per worker.
+                task = buf.popleft()
                 if overflow or waiters:
                     self._refill()
                 try:
@@ -598,6 +600,7 @@ class Dispatcher:
         clock = self._clock
         pool = self._pool
         timeout = self._task_timeout
+        assert timeout is not None  # start() runs the watchdog only with a task_timeout
         period = max(timeout / 10.0, MIN_WATCHDOG_PERIOD)
         # worker -> [done count at the first look, monotonic time of that look, done count thrown at]
         seen: dict[Any, list[Any]] = {}
@@ -864,19 +867,23 @@ class Dispatcher:
 
     # -- mapping (see _mapping.py) --
 
-    def map(self, fn, *iterables):
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
         """See `IMapping.map`: ``[fn(*args) for args in zip(*iterables)]`` in parallel, in order."""
         from greenworks import _mapping
 
         return _mapping.map(self, fn, *iterables)
 
-    def imap(self, fn, *iterables, maxsize=None):
+    def imap(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], maxsize: int | None = None
+    ) -> Iterator[Any]:
         """See `IMapping.imap`: an iterator of the results in input order."""
         from greenworks import _mapping
 
         return _mapping.imap(self, fn, *iterables, maxsize=maxsize)
 
-    def imap_unordered(self, fn, *iterables, maxsize=None):
+    def imap_unordered(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], maxsize: int | None = None
+    ) -> Iterator[Any]:
         """See `IMapping.imap_unordered`: an iterator of the results as they complete."""
         from greenworks import _mapping
 
