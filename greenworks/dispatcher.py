@@ -201,8 +201,11 @@ class Dispatcher:
         self._quitter: Any = None
         self._pinned_logged_at: float | None = None
         self._idle_warned = False
-        # Counters; plain ints because the hot path bumps some of them.
-        self._dispatched = 0
+        # Counters. Nothing on the hot path counts dispatches: their number is
+        # derived from where every accepted task is (see _dispatched_count);
+        # these count the tasks that left the books other than by running.
+        self._discarded = 0  # cleared by a stop with cancel_pending, or a blocked dispatch killed
+        self._killed_in_task = 0  # taken by a worker that was killed while running it
         self._retired_done = 0
         self._failed = 0
         self._timed_out = 0
@@ -287,7 +290,6 @@ class Dispatcher:
             task = _check_task(task)
         if timeout is not None:
             timeout = _checks.seconds("timeout", timeout, none=True, negative=True)
-        self._dispatched += 1
         buf = self._buffer
         n = len(buf)
         if n < self._max_buffered or n < self._pool.waking + len(self._pool.idle):
@@ -318,7 +320,6 @@ class Dispatcher:
         task._fn = fn
         task._args = args
         # dispatch()'s fast path, inlined: the call would cost a fifth of submit().
-        self._dispatched += 1
         buf = self._buffer
         n = len(buf)
         if n < self._max_buffered or n < self._pool.waking + len(self._pool.idle):
@@ -414,7 +415,7 @@ class Dispatcher:
         waiters = self._room_waiters
         waiters.append(room)
         self._blocked += 1
-        placed = False
+        placed = timed_out = False
         try:
             while True:
                 if deadline is None:
@@ -422,6 +423,7 @@ class Dispatcher:
                 else:
                     remaining = deadline - clock.monotonic()
                     if remaining <= 0 or not clock.wait(room, remaining):
+                        timed_out = True
                         return False
                 # Set: taken off the line by whoever freed room.
                 room.clear()
@@ -437,14 +439,16 @@ class Dispatcher:
                 waiters.appendleft(room)
         finally:
             self._blocked -= 1
-            if placed:
-                pass
-            elif room.is_set():
-                # Woken, then killed (or timed out) before using the room: pass it on.
-                if waiters and self._has_room():
-                    waiters.popleft().set()
-            else:
-                waiters.remove(room)
+            if not placed:
+                if not timed_out:
+                    # Killed while blocked: the task is dropped, still counted as dispatched.
+                    self._discarded += 1
+                if room.is_set():
+                    # Woken, then killed (or timed out) before using the room: pass it on.
+                    if waiters and self._has_room():
+                        waiters.popleft().set()
+                else:
+                    waiters.remove(room)
 
     def _has_room(self) -> bool:
         n = len(self._buffer)
@@ -506,6 +510,10 @@ class Dispatcher:
                     self._task_failed(task, exc)
                 except gevent.Timeout as exc:
                     self._task_timed_out(worker, task, exc)
+                except BaseException:
+                    # Killed (GreenletExit) while running it: still a dispatched task.
+                    self._killed_in_task += 1
+                    raise
                 worker.done += 1
             if overflow:
                 self._refill()
@@ -580,7 +588,7 @@ class Dispatcher:
         pool = self._pool
         while True:
             clock.sleep(self._wait_between_scale_downs)
-            now_seen = self._dispatched
+            now_seen = self._dispatched_count()
             quiet = now_seen == seen
             seen = now_seen
             self._check_pinned()
@@ -642,7 +650,7 @@ class Dispatcher:
             self._pool.spawn(self._buffer, self._overflow)
         self._kick()
         prefix = "greenworks.%s" % self._name
-        self._supervisors = [life.spawn(prefix + ".scaler", self._scale_down_loop, self._dispatched)]
+        self._supervisors = [life.spawn(prefix + ".scaler", self._scale_down_loop, self._dispatched_count())]
         if self._task_timeout is not None:
             self._supervisors.append(life.spawn(prefix + ".watchdog", self._watchdog_loop))
         self._logger.info(
@@ -775,6 +783,7 @@ class Dispatcher:
             )
             return left
         tasks = list(self._buffer) + list(self._overflow)
+        self._discarded += len(tasks)
         self._buffer.clear()
         if self._policy != "reject":
             self._overflow.clear()
@@ -824,6 +833,32 @@ class Dispatcher:
 
     # -- introspection ---------------------------------------------------------
 
+    def _dispatched_count(self) -> int:
+        """How many tasks ``dispatch``/``submit`` were given (refused arguments aside). Never switches.
+
+        Derived rather than counted per call (that would cost the hot path a
+        tenth of its time): every such task is finished (``done``), running
+        (its worker busy and not parked), buffered, overflowed, rejected,
+        blocked in a dispatch, or was discarded or killed.
+        """
+        pool = self._pool
+        done = running = 0
+        for worker in pool.workers:
+            done += worker.done
+            if worker.state == BUSY and not worker.parked:
+                running += 1
+        return (
+            self._retired_done
+            + done
+            + running
+            + len(self._buffer)
+            + len(self._overflow)
+            + self._rejected
+            + self._blocked
+            + self._discarded
+            + self._killed_in_task
+        )
+
     def stats(self) -> dict[str, int]:
         """See `IDispatcher.stats`. ``executed`` counts finished tasks, failed or not."""
         pool = self._pool
@@ -835,7 +870,7 @@ class Dispatcher:
             "idle": idle,
             "buffered": len(self._buffer),
             "overflowed": len(self._overflow),
-            "dispatched": self._dispatched,
+            "dispatched": self._dispatched_count(),
             "executed": self._retired_done + sum(w.done for w in pool.workers),
             "failed": self._failed,
             "timed_out": self._timed_out,
