@@ -762,7 +762,6 @@ class TestIntrospection:
         for key in ("buffered", "overflowed", "scale_ups", "scale_downs"):
             assert key in snap
 
-
     def test_dispatched_counts_every_accepted_task_wherever_it_is(self, make):
         """stats()["dispatched"] counts each dispatch: done, running, queued, blocked or cancelled."""
         dispatcher, gate, counter = make(1, 1, 1), Gate(), Counter()
