@@ -198,8 +198,17 @@ class WorkerSet:
         return worker
 
     def _main(self, worker: Worker, args: tuple[Any, ...]) -> None:
+        target = self._target
         try:
-            self._target(worker, *args)
+            # Plain calls for the argument counts the components use: a call
+            # with *args enters a new C-level eval loop, whose stack every
+            # parked worker then keeps a copy of (about 190 bytes each).
+            if not args:
+                target(worker)
+            elif len(args) == 2:
+                target(worker, args[0], args[1])
+            else:
+                target(worker, *args)
         finally:
             self._left(worker)
 
