@@ -19,7 +19,9 @@ what is the same for all of them lives here:
 Worker states: a worker is ``IDLE`` exactly while it is in ``idle``;
 ``WAKING`` means "taken off ``idle`` (or just spawned) and not running yet",
 counted in ``waking``; otherwise ``BUSY``. None of these methods switch
-greenlets except :meth:`WorkerSet.park` and :meth:`WorkerSet.finish`.
+greenlets except :meth:`WorkerSet.park`, :meth:`WorkerSet.finish` and
+:meth:`WorkerSet.hand_out` (a hub callback that switches into the workers it
+wakes).
 """
 
 from collections.abc import Callable, Sized

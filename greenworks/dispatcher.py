@@ -191,6 +191,10 @@ class Dispatcher:
         )
         # Growth is allowed up to this many workers; 0 while not running.
         self._grow_limit = 0
+        # True while no dispatch can add anything: the pool is at its maximum and
+        # every parked worker is busy or spoken for by a pending hand-out. The hot
+        # path then skips the wake step; a worker parking, a hand-out leaving
+        # parked workers, resize() and start() clear it.
         self._at_max = False
         # True while a _hand_out callback is scheduled and has not run yet.
         self._handout_pending = False
