@@ -19,19 +19,23 @@ what is the same for all of them lives here:
 Worker states: a worker is ``IDLE`` exactly while it is in ``idle``;
 ``WAKING`` means "taken off ``idle`` (or just spawned) and not running yet",
 counted in ``waking``; otherwise ``BUSY``. None of these methods switch
-greenlets except :meth:`WorkerSet.park` and :meth:`WorkerSet.finish`.
+greenlets except :meth:`WorkerSet.park`, :meth:`WorkerSet.finish` and
+:meth:`WorkerSet.hand_out` (a hub callback that switches into the workers it
+wakes).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import Any
 
+from gevent import Greenlet
 from gevent.hub import Waiter, get_hub
 from greenlet import getcurrent
 
+from greenworks import _greenlets
 from greenworks._component import Lifecycle
 from greenworks.context import Context, with_cancel
 
-__all__ = ["BUSY", "IDLE", "WAKING", "Worker", "WorkerSet"]
+__all__ = ["BUSY", "IDLE", "WAKING", "Worker", "WorkerSet", "spawn_worker"]
 
 BUSY = 0
 IDLE = 1
@@ -39,6 +43,36 @@ WAKING = 2
 
 # What a parked worker's waiter receives when its park timed out.
 _TIMED_OUT = object()
+
+
+class _WorkerGreenlet(Greenlet):  # type: ignore[misc]  # gevent's Greenlet is untyped (Any)
+    """A worker's greenlet: a plain gevent ``Greenlet`` that records no spawning stack.
+
+    gevent keeps, for each greenlet, the frames that spawned it (up to ten,
+    for ``format_run_info``). A worker's are always the same pool internals
+    under whatever called ``start()``, and they cost about 650 bytes a
+    worker, a twelfth of a parked greenlet; its name already says which
+    pool it belongs to.
+    """
+
+    __slots__ = ()
+    spawning_stack_limit = 0
+
+
+def spawn_worker(life: Lifecycle, name: str, func: Callable[..., Any], *args: Any) -> Greenlet:
+    """Start ``func(*args)`` in a worker greenlet called *name*, tracked like ``life.spawn``'s.
+
+    The same as :meth:`Lifecycle.spawn <greenworks._component.Lifecycle.spawn>`
+    (named, in the process-wide registry and the component's), but without
+    the spawning stack (see `_WorkerGreenlet`). Never switches.
+    """
+    greenlet = _WorkerGreenlet(func, *args)
+    greenlet.name = name
+    # The registry _greenlets.spawn adds to (monitor.py reads it too).
+    _greenlets._spawned.add(greenlet)
+    life.adopt(greenlet)
+    greenlet.start()
+    return greenlet
 
 
 class Worker:
@@ -162,12 +196,21 @@ class WorkerSet:
             self.idle.append(worker)
         else:
             self.waking += 1
-        worker.greenlet = self._life.spawn(self._name_format % index, self._main, worker, args)
+        worker.greenlet = spawn_worker(self._life, self._name_format % index, self._main, worker, args)
         return worker
 
     def _main(self, worker: Worker, args: tuple[Any, ...]) -> None:
+        target = self._target
         try:
-            self._target(worker, *args)
+            # Plain calls for the argument counts the components use: a call
+            # with *args enters a new C-level eval loop, whose stack every
+            # parked worker then keeps a copy of (about 190 bytes each).
+            if not args:
+                target(worker)
+            elif len(args) == 2:
+                target(worker, args[0], args[1])
+            else:
+                target(worker, *args)
         finally:
             self._left(worker)
 
@@ -243,6 +286,29 @@ class WorkerSet:
             get_hub().loop.run_callback(worker.waiter.switch, None)
         # else born idle and not started yet: it sees WAKING when it starts.
         return worker
+
+    def hand_out(self, backlog: Sized) -> int:
+        """Run parked workers, one at a time, while *backlog* holds more items than workers are on their way.
+
+        Must run in the hub (a hub callback). Each worker woken (LIFO) runs at
+        once, until it blocks or parks again, before the next is considered:
+        a worker that drains the whole backlog leaves the others parked,
+        one per item starts when each item blocks. Switches into each woken
+        worker; a worker born idle that has not started yet is only marked
+        waking.
+
+        :return int: how many workers were woken.
+        """
+        idle = self.idle
+        woken = 0
+        while idle and len(backlog) > self.waking:
+            worker = idle.pop()
+            worker.state = WAKING
+            self.waking += 1
+            woken += 1
+            if worker.parked:
+                worker.waiter.switch(None)
+        return woken
 
     def retire(self, count: int) -> int:
         """Ask *count* workers to leave: idle ones at once (oldest first), busy ones after their item.

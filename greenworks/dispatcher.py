@@ -18,12 +18,17 @@ How it works, and why it is fast:
   the buffer from the overflow, so nothing is ever stranded there.
 - A worker greenlet drains the buffer in a tight loop and parks only when the
   buffer is empty. Idle workers park in a `~greenworks._workers.WorkerSet`,
-  each on its own waiter, and ``dispatch`` wakes the most recently parked one
-  (LIFO keeps hot greenlets hot), so a wake-up costs the same with 10 or
-  10,000 idle workers. ``dispatch`` wakes a worker only while fewer workers
-  are on their way than tasks are waiting; with nobody idle it grows the pool
-  instead. That step, wake or grow, is :meth:`Dispatcher._wanted`, the one
-  place every way of adding a task goes through.
+  each on its own waiter. ``dispatch`` does not wake one per task: the first
+  task of a burst that no worker on its way will take schedules ONE hub
+  callback, which, when it runs, wakes the most recently parked worker
+  (LIFO keeps hot greenlets hot), lets it run until it blocks or parks, and
+  repeats while buffered tasks outnumber the workers on their way. A burst
+  of trivial tasks is thus drained by one worker with one switch, a burst of
+  blocking tasks starts one worker per task at once, and a wake-up costs the
+  same with 10 or 100,000 idle workers. With no parked worker left to take
+  a task the pool grows instead. That step, hand out or grow, is
+  :meth:`Dispatcher._wanted`, the one place every way of adding a task goes
+  through.
 - Growing doubles the pool (at least one worker, never above the maximum)
   and never touches running workers. A supervisor greenlet halves the pool,
   never below the minimum, after ``wait_between_scale_downs`` seconds in which
@@ -53,17 +58,20 @@ refilled into the buffer as room frees.
 
 import collections
 import enum
+import functools
 import logging
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import gevent
 from gevent.event import Event
+from gevent.hub import get_hub
 from gevent.queue import Full
 from zope.interface import implementer
 
 from greenworks import _checks
 from greenworks._component import Lifecycle, State
-from greenworks._tasks import PLAIN_TASK_TYPES, RetryTask, TaskHandle, TaskStack, _check_task, _new_handle
+from greenworks._tasks import PLAIN_TASK_TYPES, RetryTask, TaskHandle, TaskStack, _check_task
 from greenworks._workers import BUSY, WorkerSet
 from greenworks.events import PoolScaled, TaskFailed, TaskRejected, TaskTimedOut
 from greenworks.exceptions import invalid_argument
@@ -80,6 +88,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: Seconds a task may run before the watchdog interrupts it.
 DEFAULT_TASK_TIMEOUT = 10.0
@@ -113,7 +123,7 @@ _STATUS = {
 }
 
 
-class _TaskTimeout(gevent.Timeout):
+class _TaskTimeout(gevent.Timeout):  # type: ignore[misc]  # gevent is untyped: Timeout is Any
     """The ``gevent.Timeout`` the watchdog throws into a worker whose task overran."""
 
     def __init__(self, seconds: float) -> None:
@@ -172,13 +182,22 @@ class Dispatcher:
         self._policy = overflow
         self._buffer: collections.deque[Any] = collections.deque()
         self._stack, self._overflow, self._overflow_pop = self._new_overflow(())
+        # The Events of blocked dispatches, first in line first; _blocked counts
+        # those dispatches (one woken is off the line but still blocked).
         self._room_waiters: collections.deque[Event] = collections.deque()
+        self._blocked = 0
         self._pool = WorkerSet(
             life, self._work, "greenworks.%s[%%d]" % life.name, on_exit=self._worker_exited
         )
         # Growth is allowed up to this many workers; 0 while not running.
         self._grow_limit = 0
+        # True while no dispatch can add anything: the pool is at its maximum and
+        # every parked worker is busy or spoken for by a pending hand-out. The hot
+        # path then skips the wake step; a worker parking, a hand-out leaving
+        # parked workers, resize() and start() clear it.
         self._at_max = False
+        # True while a _hand_out callback is scheduled and has not run yet.
+        self._handout_pending = False
         self._supervisors: list[Any] = []
         self._changed = Event()
         self._stopping = False
@@ -186,8 +205,11 @@ class Dispatcher:
         self._quitter: Any = None
         self._pinned_logged_at: float | None = None
         self._idle_warned = False
-        # Counters; plain ints because the hot path bumps some of them.
-        self._dispatched = 0
+        # Counters. Nothing on the hot path counts dispatches: their number is
+        # derived from where every accepted task is (see _dispatched_count);
+        # these count the tasks that left the books other than by running.
+        self._discarded = 0  # cleared by a stop with cancel_pending, or a blocked dispatch killed
+        self._killed_in_task = 0  # taken by a worker that was killed while running it
         self._retired_done = 0
         self._failed = 0
         self._timed_out = 0
@@ -196,7 +218,8 @@ class Dispatcher:
         self._scale_ups = 0
         self._scale_downs = 0
 
-    def _new_overflow(self, items: Any) -> tuple[Any, Any, Any]:
+    def _new_overflow(self, items: Iterable[Any]) -> tuple[TaskStack | None, Any, Callable[[], Any] | None]:
+        """The overflow for this policy: (the TaskStack or None, its container, the container's pop)."""
         if self._policy == "stack":
             stack = TaskStack(items)
             return stack, stack._items, stack._items.pop
@@ -247,8 +270,13 @@ class Dispatcher:
         return self._stack
 
     def free_count(self) -> int:
-        """Tasks that could be accepted now without overflowing: free buffer room plus idle workers."""
-        return max(0, self._max_buffered - len(self._buffer)) + len(self._pool.idle)
+        """Tasks that could be accepted now without overflowing.
+
+        The free buffer room, or, if more, the parked and waking workers not
+        yet spoken for by a buffered task.
+        """
+        pool = self._pool
+        return max(0, max(self._max_buffered, pool.waking + len(pool.idle)) - len(self._buffer))
 
     def full(self) -> bool:
         """Whether a ``dispatch`` now would overflow (or be rejected)."""
@@ -264,20 +292,19 @@ class Dispatcher:
         """
         if type(task) not in PLAIN_TASK_TYPES:
             task = _check_task(task)
-        if block or timeout is not None:
+        if timeout is not None:
             timeout = _checks.seconds("timeout", timeout, none=True, negative=True)
-        self._dispatched += 1
         buf = self._buffer
         n = len(buf)
-        pool = self._pool
-        if n < self._max_buffered or (pool.idle and pool.waking <= n):
+        if n < self._max_buffered or n < self._pool.waking + len(self._pool.idle):
             buf.append(task)
-            if pool.waking <= n:
-                self._wanted()
+            # Task n is taken by a worker already on its way unless n >= waking.
+            if not self._at_max and n >= self._pool.waking:
+                self._wanted(n)
             return True
         return self._overflowed(task, block, timeout)
 
-    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> TaskHandle:
+    def submit(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> TaskHandle[_T]:
         """See `IDispatcher.submit`. Never switches.
 
         The handle gets ``fn``'s return value or exception (including the
@@ -289,28 +316,41 @@ class Dispatcher:
         """
         if not callable(fn):
             raise invalid_argument("fn", fn, "a callable")
-        task = _new_handle(fn, args, kwargs)
+        if kwargs:
+            # Rare: the handle calls fn(*args) alone (no empty ** on the common path).
+            fn = functools.partial(fn, **kwargs)
+        # The handle is built here, not by a helper: a call would cost a tenth of submit().
+        task: TaskHandle[_T] = TaskHandle()
+        task._fn = fn
+        task._args = args
         # dispatch()'s fast path, inlined: the call would cost a fifth of submit().
-        self._dispatched += 1
         buf = self._buffer
         n = len(buf)
-        pool = self._pool
-        if n < self._max_buffered or (pool.idle and pool.waking <= n):
+        if n < self._max_buffered or n < self._pool.waking + len(self._pool.idle):
             buf.append(task)
-            if pool.waking <= n:
-                self._wanted()
+            if not self._at_max and n >= self._pool.waking:
+                self._wanted(n)
         elif not self._overflowed(task, False, None) and self._overflow_pop is None:
             task.set_exception(Full("dispatcher %r: buffer full, task rejected" % self._name))
         return task
 
-    def _wanted(self) -> None:
-        """A task waits beyond the workers already on their way: wake one, or grow.
+    def _wanted(self, n: int) -> None:
+        """Task *n* of the buffer waits beyond the workers already on their way: hand it out, or grow.
 
-        The single wake-or-grow step behind every way a task arrives.
+        The single wake-or-grow step behind every way a task arrives. While
+        parked workers are left to take it, one hub callback per burst hands
+        the buffered tasks out (:meth:`_hand_out`); with none left it grows
+        the pool. Never switches.
         """
         pool = self._pool
-        if pool.idle:
-            pool.wake()
+        if n < pool.waking + len(pool.idle):
+            if not self._handout_pending:
+                self._handout_pending = True
+                get_hub().loop.run_callback(self._hand_out)
+                if len(pool) >= self._grow_limit and self._life.running:
+                    # At the maximum, the pending hand-out is all a later task
+                    # can get: spare later dispatches this call until it ran.
+                    self._at_max = True
         elif not self._at_max:
             if len(pool) < self._grow_limit:
                 self._grow()
@@ -322,6 +362,22 @@ class Dispatcher:
                 self._logger.warning(
                     "dispatcher %r is %s: accepted tasks wait for start()", self._name, self._life.state.value
                 )
+
+    def _hand_out(self) -> None:
+        """Hub callback: wake parked workers one at a time while buffered tasks outnumber those on their way.
+
+        Each woken worker runs at once, until it blocks or parks again, so a
+        burst of trivial tasks is drained by the first worker (no wasted
+        switches into workers that would find the buffer empty), while a
+        burst of blocking tasks starts one worker per task before this
+        callback returns (eager start-up for I/O).
+        """
+        try:
+            self._pool.hand_out(self._buffer)
+        finally:
+            self._handout_pending = False
+            if self._pool.idle:
+                self._at_max = False
 
     def _overflowed(self, task: Any, block: bool, timeout: float | None) -> bool:
         if block and self._wait_for_room(task, timeout):
@@ -343,41 +399,64 @@ class Dispatcher:
             )
         elif size % OVERFLOW_LOG_EVERY == 0:
             self._logger.debug("dispatcher %r: %d tasks in overflow", self._name, size)
-        if not self._pool.idle and len(self._pool) < self._grow_limit:
+        # Overflowing means every parked worker is spoken for: grow.
+        if len(self._pool) < self._grow_limit:
             self._grow()
         return False
 
     def _wait_for_room(self, task: Any, timeout: float | None) -> bool:
-        """Block until the buffer has room for *task* and place it; False on timeout."""
+        """Block until the buffer has room for *task* and place it; False on timeout.
+
+        Blocked dispatches wait in line, each on its own Event. Whoever frees
+        room (a worker taking a task, a worker parking) takes the first in
+        line off the list as it sets its Event, so the tasks that follow do
+        not signal it again; one woken that finds the room gone already
+        goes back to the head of the line.
+        """
         clock = self._clock
         deadline = None if timeout is None else clock.monotonic() + timeout
         room = Event()
         waiters = self._room_waiters
         waiters.append(room)
+        self._blocked += 1
+        placed = timed_out = False
         try:
             while True:
-                remaining = None if deadline is None else deadline - clock.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                clock.wait(room, remaining)
+                if deadline is None:
+                    room.wait()
+                else:
+                    remaining = deadline - clock.monotonic()
+                    if remaining <= 0 or not clock.wait(room, remaining):
+                        timed_out = True
+                        return False
+                # Set: taken off the line by whoever freed room.
                 room.clear()
                 if self._has_room():
-                    # Leave the waiter list first so placing the task below is
-                    # not mistaken for room still being wanted.
-                    waiters.remove(room)
-                    room = None
+                    placed = True
                     n = len(self._buffer)
                     self._buffer.append(task)
-                    if self._pool.waking <= n:
-                        self._wanted()
+                    if n >= self._pool.waking:
+                        self._wanted(n)
+                    if waiters and self._has_room():
+                        waiters.popleft().set()
                     return True
+                waiters.appendleft(room)
         finally:
-            if room is not None:
-                waiters.remove(room)
+            self._blocked -= 1
+            if not placed:
+                if not timed_out:
+                    # Killed while blocked: the task is dropped, still counted as dispatched.
+                    self._discarded += 1
+                if room.is_set():
+                    # Woken, then killed (or timed out) before using the room: pass it on.
+                    if waiters and self._has_room():
+                        waiters.popleft().set()
+                else:
+                    waiters.remove(room)
 
     def _has_room(self) -> bool:
         n = len(self._buffer)
-        return n < self._max_buffered or (bool(self._pool.idle) and self._pool.waking <= n)
+        return n < self._max_buffered or n < self._pool.waking + len(self._pool.idle)
 
     def _refill(self) -> None:
         """Move overflowed tasks into the buffer while it has room; then let a blocked dispatch in."""
@@ -386,9 +465,10 @@ class Dispatcher:
         pop = self._overflow_pop
         cap = self._max_buffered
         while overflow and (len(buf) < cap or not buf):
+            assert pop is not None  # only "reject" has no pop, and its overflow is always empty
             buf.append(pop())
         if self._room_waiters and len(buf) < cap:
-            self._room_waiters[0].set()
+            self._room_waiters.popleft().set()
 
     # -- workers ---------------------------------------------------------------
 
@@ -406,11 +486,10 @@ class Dispatcher:
         self._life.emit(PoolScaled, before, target, "backlog")
 
     def _kick(self) -> None:
-        """Grow when work waits beyond the workers on their way and nobody is idle."""
+        """Grow when work waits beyond the workers on their way and the parked ones."""
         pool = self._pool
         if (
-            not pool.idle
-            and len(self._buffer) + len(self._overflow) > pool.waking
+            len(self._buffer) + len(self._overflow) > pool.waking + len(pool.idle)
             and len(pool) < self._grow_limit
         ):
             self._grow()
@@ -420,13 +499,13 @@ class Dispatcher:
         # starts: one spawned just before a stop must not take tasks kept for
         # the next run.
         pool = self._pool
-        popleft = buf.popleft
         waiters = self._room_waiters
         pool.started(worker)
         self._kick()
         while True:
             while buf:
-                task = popleft()
+                # buf.popleft(), not a bound method kept in a local: one less object per worker.
+                task = buf.popleft()
                 if overflow or waiters:
                     self._refill()
                 try:
@@ -435,6 +514,10 @@ class Dispatcher:
                     self._task_failed(task, exc)
                 except gevent.Timeout as exc:
                     self._task_timed_out(worker, task, exc)
+                except BaseException:
+                    # Killed (GreenletExit) while running it: still a dispatched task.
+                    self._killed_in_task += 1
+                    raise
                 worker.done += 1
             if overflow:
                 self._refill()
@@ -444,7 +527,7 @@ class Dispatcher:
             self._at_max = False
             if waiters:
                 # A blocked dispatch may hand its task to this idle worker.
-                waiters[0].set()
+                waiters.popleft().set()
             if self._life.state is not State.RUNNING:
                 self._changed.set()
             pool.park(worker)
@@ -509,11 +592,11 @@ class Dispatcher:
         pool = self._pool
         while True:
             clock.sleep(self._wait_between_scale_downs)
-            now_seen = self._dispatched
+            now_seen = self._dispatched_count()
             quiet = now_seen == seen
             seen = now_seen
             self._check_pinned()
-            if not quiet or self._buffer or self._overflow or self._room_waiters:
+            if not quiet or self._buffer or self._overflow or self._blocked:
                 continue
             live = pool.live()
             target = max(self._min_workers, live // 2)
@@ -529,6 +612,7 @@ class Dispatcher:
         clock = self._clock
         pool = self._pool
         timeout = self._task_timeout
+        assert timeout is not None  # start() runs the watchdog only with a task_timeout
         period = max(timeout / 10.0, MIN_WATCHDOG_PERIOD)
         # worker -> [done count at the first look, monotonic time of that look, done count thrown at]
         seen: dict[Any, list[Any]] = {}
@@ -570,7 +654,7 @@ class Dispatcher:
             self._pool.spawn(self._buffer, self._overflow)
         self._kick()
         prefix = "greenworks.%s" % self._name
-        self._supervisors = [life.spawn(prefix + ".scaler", self._scale_down_loop, self._dispatched)]
+        self._supervisors = [life.spawn(prefix + ".scaler", self._scale_down_loop, self._dispatched_count())]
         if self._task_timeout is not None:
             self._supervisors.append(life.spawn(prefix + ".watchdog", self._watchdog_loop))
         self._logger.info(
@@ -629,7 +713,7 @@ class Dispatcher:
         quitter = self._quitter
         if quitter is not None and quitter in pool.workers and quitter.state == BUSY:
             busy -= 1
-        return busy <= 0 and not self._buffer and not self._overflow and not self._room_waiters
+        return busy <= 0 and not self._buffer and not self._overflow and not self._blocked
 
     def _stop(self, timeout: Any, drain: bool, cancel_pending: bool) -> tuple[bool, int]:
         timeout = _checks.seconds("timeout", timeout, none=True)
@@ -703,6 +787,7 @@ class Dispatcher:
             )
             return left
         tasks = list(self._buffer) + list(self._overflow)
+        self._discarded += len(tasks)
         self._buffer.clear()
         if self._policy != "reject":
             self._overflow.clear()
@@ -752,6 +837,32 @@ class Dispatcher:
 
     # -- introspection ---------------------------------------------------------
 
+    def _dispatched_count(self) -> int:
+        """How many tasks ``dispatch``/``submit`` were given (refused arguments aside). Never switches.
+
+        Derived rather than counted per call (that would cost the hot path a
+        tenth of its time): every such task is finished (``done``), running
+        (its worker busy and not parked), buffered, overflowed, rejected,
+        blocked in a dispatch, or was discarded or killed.
+        """
+        pool = self._pool
+        done = running = 0
+        for worker in pool.workers:
+            done += worker.done
+            if worker.state == BUSY and not worker.parked:
+                running += 1
+        return (
+            self._retired_done
+            + done
+            + running
+            + len(self._buffer)
+            + len(self._overflow)
+            + self._rejected
+            + self._blocked
+            + self._discarded
+            + self._killed_in_task
+        )
+
     def stats(self) -> dict[str, int]:
         """See `IDispatcher.stats`. ``executed`` counts finished tasks, failed or not."""
         pool = self._pool
@@ -763,7 +874,7 @@ class Dispatcher:
             "idle": idle,
             "buffered": len(self._buffer),
             "overflowed": len(self._overflow),
-            "dispatched": self._dispatched,
+            "dispatched": self._dispatched_count(),
             "executed": self._retired_done + sum(w.done for w in pool.workers),
             "failed": self._failed,
             "timed_out": self._timed_out,
@@ -795,19 +906,23 @@ class Dispatcher:
 
     # -- mapping (see _mapping.py) --
 
-    def map(self, fn, *iterables):
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
         """See `IMapping.map`: ``[fn(*args) for args in zip(*iterables)]`` in parallel, in order."""
         from greenworks import _mapping
 
         return _mapping.map(self, fn, *iterables)
 
-    def imap(self, fn, *iterables, maxsize=None):
+    def imap(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], maxsize: int | None = None
+    ) -> Iterator[Any]:
         """See `IMapping.imap`: an iterator of the results in input order."""
         from greenworks import _mapping
 
         return _mapping.imap(self, fn, *iterables, maxsize=maxsize)
 
-    def imap_unordered(self, fn, *iterables, maxsize=None):
+    def imap_unordered(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], maxsize: int | None = None
+    ) -> Iterator[Any]:
         """See `IMapping.imap_unordered`: an iterator of the results as they complete."""
         from greenworks import _mapping
 

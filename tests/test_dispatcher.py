@@ -419,6 +419,50 @@ class TestDispatch:
         assert "late" in gate.finished
 
 
+class TestHandOut:
+    @staticmethod
+    def switches_into_workers(action):
+        """Run *action*, then settle; return how many switches went into this pool's worker greenlets."""
+        import greenlet
+
+        into = []
+
+        def trace(event, args):
+            if event == "switch" and getattr(args[1], "name", "").startswith("greenworks.dispatcher["):
+                into.append(args[1])
+            if previous is not None:
+                previous(event, args)
+
+        previous = greenlet.settrace(trace)
+        try:
+            action()
+            settle()
+        finally:
+            greenlet.settrace(previous)
+        return into
+
+    def test_a_burst_of_trivial_tasks_wakes_one_worker(self, make):
+        """100 quick tasks, 10 parked workers: one switch into one worker runs them all (none wasted)."""
+        dispatcher, counter = make(100, 10, 10), Counter()
+        dispatcher.run()
+        settle()
+        into = self.switches_into_workers(lambda: [dispatcher.dispatch(counter.task(k)) for k in range(100)])
+        assert counter.runs == dict.fromkeys(range(100), 1)
+        assert len(into) == 1
+
+    def test_a_burst_of_blocking_tasks_starts_every_worker_in_one_hub_pass(self, make):
+        """Tasks that block start one worker each from the one hand-out callback: eager start-up for I/O."""
+        dispatcher, gate = make(100, 10, 10), Gate()
+        dispatcher.run()
+        settle()
+        for key in range(10):
+            dispatcher.dispatch(gate.task(key))
+        # One pass of the hub (a yield, not a timed wait): the hand-out runs in it.
+        gevent.sleep(0)
+        assert sorted(gate.started) == list(range(10))
+        gate.opened.set()
+
+
 class TestScaling:
     def test_burst_grows_by_doubling_never_above_max(self, make):
         """[MATCH] With a burst of blocking tasks the pool doubles 1 -> 2 -> 4 -> 8 and stops at max (6)."""
@@ -717,6 +761,43 @@ class TestIntrospection:
         )
         for key in ("buffered", "overflowed", "scale_ups", "scale_downs"):
             assert key in snap
+
+    def test_dispatched_counts_every_accepted_task_wherever_it_is(self, make):
+        """stats()["dispatched"] counts each dispatch: done, running, queued, blocked or cancelled."""
+        dispatcher, gate, counter = make(1, 1, 1), Gate(), Counter()
+        dispatcher.run()
+        dispatcher.dispatch(counter.task("done"))
+        settle()
+        assert dispatcher.stats()["dispatched"] == 1
+        dispatcher.dispatch(gate.task("running"))
+        settle()
+        dispatcher.dispatch(gate.task("buffered"))
+        dispatcher.dispatch(gate.task("overflowed"))
+        blocked = gevent.spawn(dispatcher.dispatch, gate.task("blocked"), block=True)
+        settle()
+        stats = dispatcher.stats()
+        assert (stats["executed"], stats["busy"], stats["buffered"], stats["overflowed"]) == (1, 1, 1, 1)
+        assert stats["dispatched"] == 5
+        blocked.kill()
+        assert dispatcher.stats()["dispatched"] == 5
+        # Kills the running task and cancels the buffered and overflowed ones.
+        assert dispatcher.stop(timeout=0, drain=False, cancel_pending=True) is False
+        stats = dispatcher.stats()
+        assert (stats["dispatched"], stats["executed"]) == (5, 1)
+        assert (stats["buffered"], stats["overflowed"]) == (0, 0)
+
+    def test_dispatched_counts_rejected_and_killed_tasks(self, make):
+        """A rejected task and one whose worker was killed while running it stay counted as dispatched."""
+        dispatcher, gate = make(1, 1, 1, overflow="reject"), Gate()
+        dispatcher.run()
+        dispatcher.dispatch(gate.task("killed"))
+        settle()
+        dispatcher.dispatch(gate.task("buffered"))
+        assert dispatcher.dispatch(gate.task("rejected")) is False
+        assert dispatcher.stats()["dispatched"] == 3
+        assert dispatcher.stop(timeout=0, drain=False) is False
+        stats = dispatcher.stats()
+        assert (stats["dispatched"], stats["executed"], stats["rejected"], stats["buffered"]) == (3, 0, 1, 1)
 
 
 class TestTaskStack:

@@ -28,6 +28,7 @@ from typing_extensions import assert_type
 from greenworks import _checks
 from greenworks.clock import ClockLike, get_clock
 from greenworks.context import Context, with_timeout
+from greenworks.dispatcher import Dispatcher, TaskHandle
 from greenworks.events import JobFinished
 from greenworks.executor import GreenExecutor
 from greenworks.testing import FakeClock
@@ -41,6 +42,13 @@ def use_executor(ex: GreenExecutor) -> None:
     assert_type(ex.submit(label, 1).result(), str)
     assert_type(list(ex.map(label, [1, 2])), list[str])
     ex.submit(label, "one")  # the deliberate mistake
+
+
+def use_dispatcher(pool: Dispatcher) -> None:
+    handle = pool.submit(label, 1)
+    assert_type(handle, TaskHandle[str])
+    assert_type(handle.get(), str)
+    assert_type(handle.result(timeout=1.0), str)
 
 
 def use_clock() -> None:
@@ -71,7 +79,7 @@ class TestTyping:
     @pytest.mark.slow
     @pytest.mark.timeout(180)
     def test_public_generics_and_protocols_check_as_documented(self, tmp_path):
-        """mypy --strict sees submit() -> Future[T], ClockLike, typed checks, event fields; nothing else."""
+        """mypy --strict sees Future[T]/TaskHandle[T] from submit(), ClockLike, checks, events; no more."""
         # The default cache (.mypy_cache at the top, shared with `make typecheck`) keeps reruns fast.
         text = textwrap.dedent(SAMPLE)
         mistake = 1 + text.splitlines().index('    ex.submit(label, "one")  # the deliberate mistake')
