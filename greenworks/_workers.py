@@ -27,15 +27,13 @@ wakes).
 from collections.abc import Callable, Sized
 from typing import Any
 
-from gevent import Greenlet
 from gevent.hub import Waiter, get_hub
 from greenlet import getcurrent
 
-from greenworks import _greenlets
 from greenworks._component import Lifecycle
 from greenworks.context import Context, with_cancel
 
-__all__ = ["BUSY", "IDLE", "WAKING", "Worker", "WorkerSet", "spawn_worker"]
+__all__ = ["BUSY", "IDLE", "WAKING", "Worker", "WorkerSet"]
 
 BUSY = 0
 IDLE = 1
@@ -43,36 +41,6 @@ WAKING = 2
 
 # What a parked worker's waiter receives when its park timed out.
 _TIMED_OUT = object()
-
-
-class _WorkerGreenlet(Greenlet):  # type: ignore[misc]  # gevent's Greenlet is untyped (Any)
-    """A worker's greenlet: a plain gevent ``Greenlet`` that records no spawning stack.
-
-    gevent keeps, for each greenlet, the frames that spawned it (up to ten,
-    for ``format_run_info``). A worker's are always the same pool internals
-    under whatever called ``start()``, and they cost about 650 bytes a
-    worker, a twelfth of a parked greenlet; its name already says which
-    pool it belongs to.
-    """
-
-    __slots__ = ()
-    spawning_stack_limit = 0
-
-
-def spawn_worker(life: Lifecycle, name: str, func: Callable[..., Any], *args: Any) -> Greenlet:
-    """Start ``func(*args)`` in a worker greenlet called *name*, tracked like ``life.spawn``'s.
-
-    The same as :meth:`Lifecycle.spawn <greenworks._component.Lifecycle.spawn>`
-    (named, in the process-wide registry and the component's), but without
-    the spawning stack (see `_WorkerGreenlet`). Never switches.
-    """
-    greenlet = _WorkerGreenlet(func, *args)
-    greenlet.name = name
-    # The registry _greenlets.spawn adds to (monitor.py reads it too).
-    _greenlets._spawned.add(greenlet)
-    life.adopt(greenlet)
-    greenlet.start()
-    return greenlet
 
 
 class Worker:
@@ -196,7 +164,7 @@ class WorkerSet:
             self.idle.append(worker)
         else:
             self.waking += 1
-        worker.greenlet = spawn_worker(self._life, self._name_format % index, self._main, worker, args)
+        worker.greenlet = self._life.spawn(self._name_format % index, self._main, worker, args)
         return worker
 
     def _main(self, worker: Worker, args: tuple[Any, ...]) -> None:

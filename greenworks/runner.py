@@ -57,7 +57,6 @@ from zope.interface import implementer
 
 from greenworks import _checks
 from greenworks._component import Lifecycle, State
-from greenworks._workers import spawn_worker
 from greenworks.clock import ClockLike, TimerHandleLike
 from greenworks.context import Context, with_cancel
 from greenworks.events import WorkerExited, WorkerStarted
@@ -502,9 +501,7 @@ class Runner:
         previous = self._stopping.get(task) if self._stopping else None
         previous = previous[-1].greenlet if previous else None
         self._active[task] = slot
-        # spawn_worker: tracked like life.spawn's, without gevent's per-greenlet spawning stack.
-        slot.greenlet = spawn_worker(
-            self._life,
+        slot.greenlet = self._life.spawn(
             "greenworks.%s[%s]" % (self._name, _short_repr(task)),
             self._run_worker,
             slot,
