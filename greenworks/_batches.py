@@ -3,7 +3,11 @@ How a JobRunner runs the due jobs of its batches: `BatchRunner`.
 
 A batch greenlet walks its jobs in input order: dedupe, then one of the
 ``limit`` slots shared by every batch (a stop is looked at first, always),
-then the job goes to the ready queue. Worker greenlets (a
+then the job goes to the ready queue. `start_batch` queues the jobs that
+can start at once before the batch greenlet first runs, and a worker that
+runs out of ready jobs while a batch waits for slots goes on with that batch
+itself, so trivial jobs do not cost two switches per ``limit`` jobs (skips
+and stop refusals stay with the batch greenlet). Worker greenlets (a
 `~greenworks._workers.WorkerSet`) run what is ready. A worker is woken (or
 spawned) only when a job is queued and no other worker is already on its
 way; a worker that takes a job while more wait wakes the next one before
@@ -50,6 +54,8 @@ __all__ = ["BatchRunner"]
 
 # Who calls `BatchRunner._feed`: the batch greenlet, start_batch, or a worker out of ready jobs.
 _WALKER, _START, _WORKER = 0, 1, 2
+#: Worker names kept for reuse, at most (ids of pushed batches may never repeat).
+_NAMES_KEPT = 10000
 
 
 def _datetime(timestamp: float, tz: Any) -> datetime.datetime:
@@ -123,6 +129,8 @@ class BatchRunner:
         self._counted: dict[_Batch, int] = {}
         # Skips start_batch decided, for the batch greenlet to finish: [(position, id, reason)].
         self._skips: dict[_Batch, list[tuple[int, str, str]]] = {}
+        # Job id -> its worker's name while it runs (formatting it per run costs more than the run).
+        self._names: dict[str, str] = {}
         self._slot_waiters = 0  # batch greenlets waiting for a slot: only they need _slot set
         self.stopping = False
 
@@ -325,6 +333,7 @@ class BatchRunner:
         time = self._clock.time
         instances = self.instances
         cursor = self._cursor
+        names = self._names
         pool.started(worker)
         while True:
             # The end of the last job is the start of the next one while this
@@ -337,7 +346,12 @@ class BatchRunner:
                 job_id = batch.ids[position]
                 if ready and not pool.waking and pool.wake() is None:
                     pool.spawn()
-                me.name = "greenworks.jobs[%s]" % job_id
+                name = names.get(job_id)
+                if name is None:
+                    if len(names) >= _NAMES_KEPT:
+                        names.clear()
+                    name = names[job_id] = "greenworks.jobs[%s]" % job_id
+                me.name = name
                 if zope.event.subscribers:
                     last_end = None
                     self._life.emit(JobStarted, job_id, batch.at)
