@@ -35,6 +35,7 @@ from benchmarks import (  # noqa: E402  (registers the scenarios)
     bench_jobs,  # noqa: F401
     bench_memory,  # noqa: F401
     bench_runner,  # noqa: F401
+    bench_scale,  # noqa: F401
     bench_streams,  # noqa: F401
     bench_taskmanager,  # noqa: F401
 )
@@ -56,6 +57,7 @@ ORDER = [
     "events",
     "executor",
     "streams",
+    "scale",
 ]
 
 #: A scenario that runs longer than this is a hang, not a slow result.
