@@ -13,7 +13,9 @@ Three curves, each a table in the report, a ``curves`` entry in
   n/a.
 - **wake-up latency, 10..100k idle workers**: one task, then
   ``gevent.sleep(0)``, repeated (the ``wakeup`` scenario's shape): the
-  Dispatcher's idle workers vs a raw ``SimpleQueue``'s waiters.
+  Dispatcher's idle workers vs a raw ``SimpleQueue``'s waiters. Sizes above
+  ``idle_once_above`` are measured once (no warm-up): starting and stopping
+  100k workers takes seconds.
 - **Runner.apply_tasks, 1k..100k tasks**: one ``apply_tasks`` of N new tasks
   on an empty Runner (every worker started, timed to the first
   ``gevent.sleep(0)`` after it), then one re-apply of an equal set of fresh
@@ -132,7 +134,7 @@ def _tasks_curve(bench, sizes, workers, pool_max):
     return curve
 
 
-def _wakeup_curve(bench, idles, wakeups):
+def _wakeup_curve(bench, idles, wakeups, once_above):
     curve = _curve(bench, "wakeup", "wake-up latency by idle workers", "idle", idles)
     tally = Tally()
 
@@ -168,13 +170,23 @@ def _wakeup_curve(bench, idles, wakeups):
                 live = pool.live()
                 watch = loop(pool.queue.put)
             finally:
-                pool.close()
+                # Not pool.close(): one put per worker costs time linear in the
+                # waiters each, quadratic in all (minutes at 100k idle workers).
+                gevent.killall(pool.workers)
             return Measured(watch, tally.n if live == idle else -1, wakeups, workers=live)
 
         variants = [(RAW_WAKE, "baseline", raw)]
         if bench.available:
             variants.insert(0, (GW_WAKE, "greenworks", greenworks))
-        medians = bench.interleave(variants, label="wakeup %d idle" % idle, per=wakeups)
+        # 100k workers take seconds to start and stop: the largest sizes are measured once.
+        once = idle > once_above
+        medians = bench.interleave(
+            variants,
+            label="wakeup %d idle" % idle,
+            per=wakeups,
+            repeat=1 if once else None,
+            warmup=False if once else None,
+        )
         for name in ([GW_WAKE] if bench.available else []) + [RAW_WAKE]:
             _point(curve, name, medians[name] / wakeups)
     _print_curve(bench, curve)
@@ -252,7 +264,8 @@ def _apply_curves(bench, sizes, once_above):
             "workers": 100,
             "pool_max": 100000,
             "idle": [10, 100, 1000, 10000, 100000],
-            "wakeups": 2000,
+            "wakeups": 1000,
+            "idle_once_above": 10000,
             "apply": [1000, 10000, 100000],
             "apply_once_above": 10000,
         },
@@ -262,6 +275,7 @@ def _apply_curves(bench, sizes, once_above):
             "pool_max": 10000,
             "idle": [10, 1000],
             "wakeups": 200,
+            "idle_once_above": 1000,
             "apply": [1000, 5000],
             "apply_once_above": 5000,
         },
@@ -271,6 +285,7 @@ def _apply_curves(bench, sizes, once_above):
             "pool_max": 100,
             "idle": [2, 20],
             "wakeups": 20,
+            "idle_once_above": 20,
             "apply": [20, 50],
             "apply_once_above": 20,
         },
@@ -281,7 +296,7 @@ def scale(bench):
     """Three curves (see the module docstring); targets: the Dispatcher's curves stay flat."""
     p = bench.params
     tasks = _tasks_curve(bench, p["tasks"], p["workers"], p["pool_max"])
-    wake = _wakeup_curve(bench, p["idle"], p["wakeups"])
+    wake = _wakeup_curve(bench, p["idle"], p["wakeups"], p["idle_once_above"])
     _apply_curves(bench, p["apply"], p["apply_once_above"])
     gw_tasks = tasks["series"].get(GW_TASKS)
     gw_wake = wake["series"].get(GW_WAKE)
