@@ -248,7 +248,7 @@ def _run_in_child(call):
 @pytest.mark.timeout(HARD_KILL + 5)
 @pytest.mark.parametrize(("case", "call", "argument", "cleanup"), CASES, ids=[c[0] for c in CASES])
 def test_bad_value_is_refused_at_once(case, call, argument, cleanup):
-    """[issue 14] The bad value raises InvalidArgument naming its argument within 1 s, in a child
+    """[issue 14 items 1, 9] The bad value raises InvalidArgument naming its argument within 1 s, in a child
     killed after 10 s if the value froze its event loop; nothing it started stays alive."""
     read, write = os.pipe()
     pid = os.fork()

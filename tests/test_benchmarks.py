@@ -349,15 +349,18 @@ class TestStreamsScenario:
         if not result["measurements"]:  # no redis-server or redis-py here
             assert [t["verdict"] for t in result["targets"]] == ["SKIP", "SKIP"] and result["notes"]
             return
-        assert_all_greenworks_ran(result)
         reps = works(result)
+        if "rq SimpleWorker" not in reps:
+            # rq is an optional peer (the bench extra): its target alone may read SKIP, and says why.
+            assert result["targets"][1]["verdict"] == "SKIP"
+            assert any("rq variant skipped" in note for note in result["notes"])
+            result = dict(result, targets=result["targets"][:1])
+        assert_all_greenworks_ran(result)
         for name in ("greenworks StreamConsumer", "hand-written XREADGROUP/XACK loop"):
             assert all(w["done"] == p["messages"] for w in reps[name]), name
         assert all(w["pending_after"] == 0 for w in reps["greenworks StreamConsumer"])
         if "rq SimpleWorker" in reps:
             assert all(w["done"] == p["rq_jobs"] for w in reps["rq SimpleWorker"])
-        else:
-            assert result["targets"][1]["verdict"] == "SKIP"
 
     def test_the_handler_counts_each_call(self):
         """The shared handler and the rq job count their calls, which is what the work check reads."""

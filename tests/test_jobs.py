@@ -978,7 +978,8 @@ class TestLeader:
         assert "a@2026-01-01T00:01:00+00:00" in claims
 
     def test_lock_errors_mean_not_leader(self, clock, runners, caplog):
-        """A lock that raises means 'not leader this tick'; the runner survives and leads again later."""
+        """[issue 14 item 6] A lock that raises means 'not leader this tick'; after 3 such ticks one ERROR
+        and snapshot()["leader_error"]; the runner survives and leads again later."""
         lock = FlakyLock()
         r = runners(leader=lock)
         rec = Recorder("a", clock)
