@@ -178,7 +178,7 @@ def _wakeup_curve(bench, idles, wakeups, once_above):
         variants = [(RAW_WAKE, "baseline", raw)]
         if bench.available:
             variants.insert(0, (GW_WAKE, "greenworks", greenworks))
-        # 100k workers take seconds to start and stop: the largest sizes are measured once.
+        # 10k-100k workers take seconds to start and stop: the largest sizes are measured once.
         once = idle > once_above
         medians = bench.interleave(
             variants,
@@ -238,7 +238,7 @@ def _apply_curves(bench, sizes, once_above):
         variants = [(RAW_APPLY, "baseline", raw)]
         if bench.available:
             variants.insert(0, (GW_APPLY, "greenworks", greenworks))
-        # Starting and stopping 100k workers takes seconds (and grows faster
+        # Starting and stopping 10k-100k workers takes seconds (and grows faster
         # than linearly, for both): sizes above `once_above` are measured once.
         once = total > once_above
         repeat = 1 if once else bench.repeat
@@ -265,9 +265,9 @@ def _apply_curves(bench, sizes, once_above):
             "pool_max": 100000,
             "idle": [10, 100, 1000, 10000, 100000],
             "wakeups": 1000,
-            "idle_once_above": 10000,
+            "idle_once_above": 1000,
             "apply": [1000, 10000, 100000],
-            "apply_once_above": 10000,
+            "apply_once_above": 1000,
         },
         "quick": {
             "tasks": [1000, 10000],
@@ -291,6 +291,7 @@ def _apply_curves(bench, sizes, once_above):
         },
     },
     repeat={"full": 3},
+    warmup=False,
 )
 def scale(bench):
     """Three curves (see the module docstring); targets: the Dispatcher's curves stay flat."""
