@@ -135,7 +135,7 @@ def _tasks_curve(bench, sizes, workers, pool_max):
 
 
 def _wakeup_curve(bench, idles, wakeups, once_above):
-    curve = _curve(bench, "wakeup", "wake-up latency by idle workers", "idle", idles)
+    curve = _curve(bench, "wakeup", "wake-up latency by idle workers, per wake-up", "idle", idles)
     tally = Tally()
 
     def task():

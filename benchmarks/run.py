@@ -299,6 +299,20 @@ def markdown(path):
                         "" if cpu is None else format_value(cpu, entry["unit"]),
                     )
                 )
+    for name in data["scenarios"]:
+        for curve in (data["scenarios"][name].get("curves") or {}).values():
+            names = list(curve["series"])
+            lines.append("")
+            lines.append("%s:" % curve["title"])
+            lines.append("")
+            lines.append("| %s | %s |" % (curve["x_label"], " | ".join(names)))
+            lines.append("|---|%s" % ("---|" * len(names)))
+            for index, x in enumerate(curve["x"]):
+                cells = []
+                for variant in names:
+                    values = curve["series"][variant]
+                    cells.append(format_value(values[index] if index < len(values) else None, curve["unit"]))
+                lines.append("| %s | %s |" % (f"{x:,}", " | ".join(cells)))
     return "\n".join(lines)
 
 
