@@ -50,7 +50,7 @@ EARLY_SLACK = 0.005
 class StandingJob:
     """An `IJob` due on every tick that records each evaluation and when each of its runs started."""
 
-    __slots__ = ("_id", "evaluated", "offset", "pending", "runs", "tick")
+    __slots__ = ("_id", "evaluated", "offset", "pending", "run_index", "run_started", "tick")
 
     def __init__(self, job_id, tick, offset=0.0):
         self._id = job_id
@@ -58,7 +58,17 @@ class StandingJob:
         self.offset = offset
         self.evaluated = []  # boundary index of every is_run
         self.pending = collections.deque()
-        self.runs = []  # (boundary index, start time)
+        # Each run's boundary index and start time, in two lists of ints and
+        # floats rather than a tuple per run: the measuring must not allocate
+        # what the garbage collector tracks, or its full collections (tens of
+        # ms here) land on the ticks of whichever variant runs at the time.
+        self.run_index = []
+        self.run_started = []
+
+    @property
+    def runs(self):
+        """``[(boundary index, start time), ...]`` of every run, in order."""
+        return list(zip(self.run_index, self.run_started, strict=True))
 
     def get_id(self):
         return self._id
@@ -72,7 +82,8 @@ class StandingJob:
     def run(self):
         started = time.time()
         index = self.pending.popleft() if self.pending else None
-        self.runs.append((index, started))
+        self.run_index.append(index)
+        self.run_started.append(started)
         return index
 
 

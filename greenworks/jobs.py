@@ -806,12 +806,12 @@ class JobRunner:
         ``paused``, ``running`` (runs in flight), ``misfires`` and
         ``last_run`` (None or ``{"at", "duration", "outcome", "error"}``).
         """
-        last_runs = self._batches.last_runs
+        last_run = self._batches.last_run
         instances = self._batches.instances
         jobs = []
         for entry in list(self._table.entries.values()):
             item = entry.job
-            last = last_runs.get(entry.id)
+            last = last_run(entry.id)
             describe = getattr(item, "describe", None)
             next_run = self._table.next_run_time(entry)
             jobs.append(

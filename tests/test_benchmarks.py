@@ -375,7 +375,8 @@ class TestJobLatenessArithmetic:
         """Record evaluations and runs by hand: ``{boundary index: start time}``."""
         for index, started in tick_runs.items():
             job.evaluated.append(index)
-            job.runs.append((index, started))
+            job.run_index.append(index)
+            job.run_started.append(started)
 
     def test_lateness_is_measured_from_each_runs_own_boundary(self):
         """Lateness is start time minus the run's boundary; p99, tick start and drift follow from it."""
