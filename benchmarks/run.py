@@ -265,6 +265,11 @@ def markdown(path):
         "|---|---|---|---|---|---|",
     ]
     for t in data["targets"]:
+        detail = t["detail"]
+        if t.get("run_values"):
+            # --median-of: the value is the median of these; the detail is the first run's.
+            runs = ", ".join(format_value(v, t["unit"]) for v in t["run_values"])
+            detail = "runs: %s%s" % (runs, "; run 1: %s" % detail if detail else "")
         lines.append(
             "| %s | %s | %s %s | %s | %s | %s |"
             % (
@@ -274,7 +279,7 @@ def markdown(path):
                 format_value(t["threshold"], t["unit"]),
                 format_value(t["value"], t["unit"]),
                 t["verdict"],
-                t["detail"],
+                detail,
             )
         )
     lines.append("")
