@@ -229,6 +229,9 @@ def _group(bench, label, bursts, burst, workers, pause, futurist_skip):
         },
         "tiny": {"bursts": 2, "burst": 20, "workers": 4, "io_tasks": 20, "io_workers": 4, "sleep": 0.001},
     },
+    # Each round starts two child interpreters per group (unpatched, futurist): 3 rounds
+    # keep the scenario near a minute; the quoted figures are medians of runs anyway.
+    repeat={"full": 3},
 )
 def executor(bench):
     """Time per task of *bursts* bursts of trivial tasks, and of *io_tasks* 1 ms sleeps in one burst.

@@ -199,7 +199,7 @@ APS = "APScheduler GeventScheduler"
     "1,000 standing jobs, 0.1 s tick, real clock: JobRunner.set_jobs vs ideal grid vs APScheduler",
     requires=(JOBS,),
     sizes={
-        "full": {"jobs": 1000, "tick": 0.1, "seconds": 8.0},
+        "full": {"jobs": 1000, "tick": 0.1, "seconds": 6.0},
         "quick": {"jobs": 1000, "tick": 0.1, "seconds": 1.0, "apscheduler": False},
         "tiny": {"jobs": 20, "tick": 0.1, "seconds": 0.5},
     },
