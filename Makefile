@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint tox bench bench-quick clean
 
+# One line of progress instead of a silent quarter minute while pip runs (first use only).
 $(STAMP): setup.py
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -U pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,cron]' ruff
-	touch $(STAMP)
+	@echo "installing greenworks and its test, docs and packaging tools into $(VENV) (first run only) ..."
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -U pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,cron]' ruff
+	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m greenworks demo $(DEMO_ARGS)
@@ -41,9 +43,24 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/run.py --quick
 
 clean:
-	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .hypothesis docs/_build
 
 # mypy --strict on greenworks/, configured by mypy.ini (zero errors is the rule).
 .PHONY: typecheck
 typecheck: $(STAMP)
 	$(PY) -m mypy
+
+# HTML into docs/_build/html with warnings as errors, then every link inside the docs checked
+# (docs/_ext/check_links.py: the built pages cannot reach the internet, so only local links).
+.PHONY: docs
+docs: $(STAMP)
+	rm -rf docs/_build/html
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	$(PY) docs/_ext/check_links.py docs/_build/html
+
+# Build the sdist and the wheel into a temporary directory, check them with twine, remove them.
+.PHONY: dist
+dist: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		$(PY) -m build --outdir "$$tmp" . >"$$tmp/build.log" 2>&1 || { cat "$$tmp/build.log"; exit 1; } && \
+		ls "$$tmp"/*.whl "$$tmp"/*.tar.gz && $(PY) -m twine check --strict "$$tmp"/*.whl "$$tmp"/*.tar.gz

@@ -16,6 +16,11 @@ def version():
     return namespace["__version__"]
 
 
+# `make docs`: Sphinx with the furo theme (docs/conf.py).
+DOCS_REQUIRES = ["sphinx>=7.2", "furo>=2024.1"]
+# `make dist`: build the sdist and wheel (pyproject.toml) and check them with twine.
+DIST_REQUIRES = ["build>=1.0", "twine>=5.0"]
+
 TEST_REQUIRES = [
     "pytest>=7",
     "mock>=4",
@@ -26,6 +31,9 @@ TEST_REQUIRES = [
     "croniter>=1.3",  # only as the oracle of tests/test_schedules.py
     # `make typecheck`: mypy --strict on greenworks/ (mypy.ini); 2.4 is the first that passes clean.
     "mypy>=2.4",
+    # tests/test_docs.py builds docs/ and screenshots it; tests/test_packaging.py builds the wheel.
+    *DOCS_REQUIRES,
+    *DIST_REQUIRES,
 ]
 
 setup(
@@ -65,6 +73,8 @@ setup(
             "eventlet>=0.33",
             "matplotlib>=3.5",
         ],
+        "docs": DOCS_REQUIRES,
+        "dist": DIST_REQUIRES,
         "dev": [*TEST_REQUIRES, "ruff>=0.4", "tox>=4"],
     },
     entry_points={"console_scripts": ["greenworks = greenworks.cli:main"]},
@@ -72,6 +82,7 @@ setup(
         "Development Status :: 3 - Alpha",
         "Framework :: gevent",
         "Intended Audience :: Developers",
+        "Operating System :: POSIX",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
         "Programming Language :: Python :: 3.10",
@@ -79,6 +90,9 @@ setup(
         "Programming Language :: Python :: 3.12",
         "Programming Language :: Python :: 3.13",
         "Topic :: Software Development :: Libraries",
+        "Typing :: Typed",
     ],
+    # No project_urls: the project has no public home, documentation site or tracker yet, and a
+    # URL that leads nowhere is worse than none. Add Homepage/Documentation/Changelog with them.
     zip_safe=False,
 )

@@ -1,4 +1,4 @@
-"""``python -m greenworks``: see :mod:`greenworks.cli`."""
+"""``python -m greenworks``: the same command line as ``greenworks`` (see :mod:`greenworks.cli`)."""
 
 import sys
 

@@ -58,13 +58,16 @@ A worker killed with SIGKILL, or aborted after "WORKER TIMEOUT" (SIGABRT:
 its ``worker_abort`` hook runs in a signal handler of a stuck hub, so none
 is offered here), gets no chance to drain: that is what ``child_exit`` and
 the leases of `greenworks.coordination` are for (the kernel frees a
-`FileLock` at once, ``child_exit`` releases a `RedisLock`, which otherwise
-expires within its ttl), and the fenced per-tick claims keep a job from
-running twice.
+`FileLock` at once; a `RedisLock` of a dead worker is taken over by the
+next worker's ``acquire``, at its next tick, or released by ``child_exit``,
+whichever comes first, and otherwise expires within its ttl), and the fenced
+per-tick claims keep a job from running twice.
 """
 
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 from gevent.event import Event
@@ -72,7 +75,7 @@ from gevent.event import Event
 from greenworks import _checks, _greenlets
 from greenworks._component import State
 from greenworks.clock import get_clock
-from greenworks.context import with_cancel
+from greenworks.context import Context, with_cancel
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IComponent
 
@@ -84,22 +87,23 @@ logger = logging.getLogger(__name__)
 _PLAIN_STOP_METHODS = ("stop_and_wait", "stop", "close")
 
 
-def _plain_stop_method(value):
+def _plain_stop_method(value: Any) -> Callable[[], Any] | None:
     for method in _PLAIN_STOP_METHODS:
         fn = getattr(value, method, None)
         if callable(fn):
-            return fn
+            found: Callable[[], Any] = fn
+            return found
     return None
 
 
 class _Component:
     __slots__ = ("name", "start", "stop", "value", "started")
 
-    def __init__(self, name, start, stop):
+    def __init__(self, name: str, start: Callable[[], Any], stop: Callable[[Any], Any] | None) -> None:
         self.name = name
         self.start = start
         self.stop = stop
-        self.value = None
+        self.value: Any = None
         self.started = False
 
 
@@ -124,31 +128,44 @@ class Runtime:
         kill happens before the arbiter's SIGKILL.
     """
 
-    def __init__(self, *, poll=0.25, margin=1.0, clock=None, logger=None):
+    def __init__(
+        self,
+        *,
+        poll: float = 0.25,
+        margin: float = 1.0,
+        clock: Any = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
         self._poll = _checks.seconds("poll", poll, positive=True)
         self._margin = _checks.seconds("margin", margin)
         self._clock = get_clock(clock)
         self._logger = logger or logging.getLogger(__name__)
-        self._components = []
-        self._workers = []  # (name, IWorker)
+        self._components: list[_Component] = []
+        self._workers: list[tuple[str, Any]] = []  # (name, IWorker)
         self._reset()
 
-    def _reset(self):
-        self._pid = None
-        self._ctx = None
-        self._greenlets = []
-        self._stopper = None
-        self._watcher = None
-        self._stop_started = None
+    def _reset(self) -> None:
+        self._pid: int | None = None
+        self._ctx: Context | None = None
+        self._greenlets: list[Any] = []
+        self._stopper: Any = None
+        self._watcher: Any = None
+        self._stop_started: float | None = None
         # Monotonic time by which the components must have stopped (None: no limit known).
-        self._deadline = None
-        self._graceful = None
+        self._deadline: float | None = None
+        self._graceful: float | None = None
         self._stopping = Event()
         self._stopped = Event()
 
     # -- registering ---------------------------------------------------------
 
-    def add(self, start, stop=None, *, name=None):
+    def add(
+        self,
+        start: Callable[[], Any],
+        stop: Callable[[Any], Any] | None = None,
+        *,
+        name: str | None = None,
+    ) -> Callable[[], Any]:
         """Register a component: ``start()`` builds it, the runtime starts and stops it.
 
         *start* runs in :meth:`start` (``post_worker_init``). When it returns
@@ -171,7 +188,7 @@ class Runtime:
         self._components.append(_Component(name, start, stop))
         return start
 
-    def add_worker(self, worker, *, name=None):
+    def add_worker(self, worker: Any, *, name: str | None = None) -> Any:
         """Register an `IWorker` to run with :attr:`ctx` in its own greenlet.
 
         Wrap it with `greenworks.coordination.singleton` to run it on one
@@ -187,27 +204,27 @@ class Runtime:
     # -- reading -------------------------------------------------------------
 
     @property
-    def ctx(self):
+    def ctx(self) -> Context | None:
         """The `IContext` of this process's run (None before :meth:`start`); cancelled on stop."""
         return self._ctx if self._pid == os.getpid() else None
 
     @property
-    def running(self):
+    def running(self) -> bool:
         """Whether this process started the runtime and it is not stopping."""
         return self._pid == os.getpid() and not self._stopping.is_set()
 
-    def components(self):
+    def components(self) -> dict[str, Any]:
         """Return ``{name: component}`` for the started components of this process."""
         if self._pid != os.getpid():
             return {}
         return {c.name: c.value for c in self._components if c.started}
 
     @property
-    def name(self):
+    def name(self) -> str:
         return "gunicorn"
 
     @property
-    def state(self):
+    def state(self) -> State:
         """The runtime's lifecycle as a `greenworks.State` (in this process)."""
         if self._pid != os.getpid():
             return State.NEW
@@ -217,13 +234,13 @@ class Runtime:
             return State.STOPPING
         return State.RUNNING
 
-    def status(self):
+    def status(self) -> dict[str, Any]:
         """Deprecated name of :meth:`snapshot`."""
         return self.snapshot()
 
-    def snapshot(self):
+    def snapshot(self) -> dict[str, Any]:
         """A JSON-ready dict: pid, state, and each component's ``snapshot()`` where it has one."""
-        snapshots = {}
+        snapshots: dict[str, Any] = {}
         for name, value in self.components().items():
             snapshot = getattr(value, "snapshot", None)
             if callable(snapshot):
@@ -245,7 +262,7 @@ class Runtime:
 
     # -- running -------------------------------------------------------------
 
-    def start(self):
+    def start(self) -> None:
         """Start every component, then every worker; idempotent within a process.
 
         Blocks while the ``start`` callables run. If one raises, the ones
@@ -290,7 +307,8 @@ class Runtime:
             len(self._workers),
         )
 
-    def _run_worker(self, name, worker):
+    def _run_worker(self, name: str, worker: Any) -> None:
+        assert self._ctx is not None  # start() made it before spawning the workers
         try:
             worker.run(self._ctx)
         except Exception:
@@ -299,7 +317,7 @@ class Runtime:
         if not self._ctx.done.is_set():
             self._logger.warning("runtime: worker %r returned before the runtime stopped", name)
 
-    def begin_stop(self):
+    def begin_stop(self) -> None:
         """Cancel :attr:`ctx` and start stopping the components, without waiting. Idempotent."""
         if self._pid != os.getpid() or self._stopping.is_set():
             return
@@ -307,11 +325,12 @@ class Runtime:
         if self._graceful is not None:
             self._deadline = self._stop_started + max(0.0, self._graceful - self._margin)
         self._stopping.set()
+        assert self._ctx is not None  # start() made it in this process (checked above)
         self._ctx.cancel()
         self._logger.info("runtime in pid %d: stopping", self._pid)
         self._stopper = _greenlets.spawn("greenworks.gunicorn.stop", self._stop_all)
 
-    def _stop_all(self):
+    def _stop_all(self) -> None:
         for component in reversed(self._components):
             if not component.started:
                 continue
@@ -322,7 +341,7 @@ class Runtime:
             component.started = False
         gevent.joinall(self._greenlets)
 
-    def _stop_component(self, component):
+    def _stop_component(self, component: _Component) -> None:
         value = component.value
         if component.stop is not None:
             component.stop(value)
@@ -335,9 +354,11 @@ class Runtime:
                     "runtime: %r did not stop in time; its stragglers were killed", component.name
                 )
         else:
-            _plain_stop_method(value)()
+            plain = _plain_stop_method(value)
+            assert plain is not None  # start() refused a value without stop= and without one
+            plain()
 
-    def stop(self, timeout=None):
+    def stop(self, timeout: float | None = None) -> bool:
         """Stop everything and wait up to *timeout*; then kill what is left.
 
         "What is left" is the stop greenlet (interrupting a component's
@@ -357,7 +378,7 @@ class Runtime:
         self.begin_stop()
         if self._stopped.is_set():
             return True
-        done = self._clock.wait(_dead_event(self._stopper), timeout)
+        done = bool(self._clock.wait(_dead_event(self._stopper), timeout))
         if not done:
             left = [g for g in [self._stopper, *self._greenlets] if not g.dead]
             self._logger.warning(
@@ -373,14 +394,14 @@ class Runtime:
         self._logger.info("runtime in pid %d: stopped", self._pid)
         return done
 
-    def remaining(self, graceful_timeout):
+    def remaining(self, graceful_timeout: float) -> float:
         """Seconds left of *graceful_timeout* since stopping began, less the margin (>= 0)."""
         started = self._stop_started if self._stop_started is not None else self._clock.monotonic()
         return max(0.0, started + graceful_timeout - self._margin - self._clock.monotonic())
 
     # -- gunicorn hooks ------------------------------------------------------
 
-    def post_worker_init(self, worker):
+    def post_worker_init(self, worker: Any) -> None:
         """gunicorn ``post_worker_init`` hook: start, and watch ``worker.alive``."""
         cfg = getattr(worker, "cfg", None)
         graceful = getattr(cfg, "graceful_timeout", None)
@@ -389,24 +410,24 @@ class Runtime:
             self._graceful = float(graceful)
         self._watcher = _greenlets.spawn("greenworks.gunicorn.watch", self._watch, worker)
 
-    def _watch(self, worker):
+    def _watch(self, worker: Any) -> None:
         while not self._clock.wait(self._stopping, self._poll):
             if not getattr(worker, "alive", True):
                 self.begin_stop()
                 return
 
-    def worker_int(self, worker):
+    def worker_int(self, worker: Any) -> None:
         """gunicorn ``worker_int`` hook (SIGINT/SIGQUIT): stop within the remaining graceful_timeout."""
         self._drain(worker)
 
-    def worker_exit(self, server, worker):
+    def worker_exit(self, server: Any, worker: Any) -> None:
         """gunicorn ``worker_exit`` hook: stop within the remaining graceful_timeout.
 
         A no-op in a process where the runtime was not started (the master).
         """
         self._drain(worker)
 
-    def _drain(self, worker):
+    def _drain(self, worker: Any) -> None:
         if self._pid != os.getpid() or self._stopped.is_set():
             return
         self.begin_stop()
@@ -414,7 +435,7 @@ class Runtime:
         graceful = float(getattr(cfg, "graceful_timeout", 30))
         self.stop(timeout=self.remaining(graceful))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<greenworks.gunicorn.Runtime %s components=%d workers=%d>" % (
             self.snapshot()["state"],
             len(self._components),
@@ -422,7 +443,7 @@ class Runtime:
         )
 
 
-def _dead_event(greenlet):
+def _dead_event(greenlet: Any) -> Event:
     event = Event()
     if greenlet.dead:
         event.set()
@@ -435,22 +456,22 @@ def _dead_event(greenlet):
 runtime = Runtime()
 
 
-def post_worker_init(worker):
+def post_worker_init(worker: Any) -> None:
     """``post_worker_init = greenworks.gunicorn.post_worker_init`` in gunicorn.conf.py."""
     runtime.post_worker_init(worker)
 
 
-def worker_int(worker):
+def worker_int(worker: Any) -> None:
     """``worker_int = greenworks.gunicorn.worker_int`` in gunicorn.conf.py."""
     runtime.worker_int(worker)
 
 
-def worker_exit(server, worker):
+def worker_exit(server: Any, worker: Any) -> None:
     """``worker_exit = greenworks.gunicorn.worker_exit`` in gunicorn.conf.py."""
     runtime.worker_exit(server, worker)
 
 
-def child_exit(server, worker):
+def child_exit(server: Any, worker: Any) -> None:
     """``child_exit = greenworks.gunicorn.child_exit`` in gunicorn.conf.py (runs in the master).
 
     Releases the Redis leases the dead worker held, at once and never a live

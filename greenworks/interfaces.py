@@ -586,6 +586,7 @@ class IJob(Interface):
 
         :param datetime now: the tick time, aware, in the runner's ``timezone``;
             second 0 of the minute when ``tick`` is a whole number of minutes.
+
         An exception is logged and reported as the job's error; the job is not run.
         """
 

@@ -398,7 +398,7 @@ class Cron:
     wall times the spring jump skips. Any other expression is a *fixed-time*
     one and fires once per matching wall time: a repeated one at its first
     occurrence only, a skipped one at the jump itself (the first valid
-    instant after it: 03:00 CEST for "30 2 * * *" in Berlin on the last
+    instant after it: 03:00 CEST for ``"30 2 * * *"`` in Berlin on the last
     Sunday of March, 03:00 EDT in New York).
 
     Refused at construction, with `InvalidScheduleError`: a malformed

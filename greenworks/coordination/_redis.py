@@ -7,6 +7,7 @@ Needs redis-py (``pip install greenworks[redis]``); it is imported when a
 
 import logging
 import os
+import socket
 from typing import Any
 
 import gevent
@@ -16,7 +17,7 @@ from zope.interface import implementer
 from greenworks import _greenlets
 from greenworks.clock import get_clock
 from greenworks.coordination._common import BackendHealth, ClaimResult, check_ttl, new_holder_id
-from greenworks.coordination._registry import Registration, connection_spec, registry_dir
+from greenworks.coordination._registry import Registration, connection_spec, pid_gone, registry_dir
 from greenworks.exceptions import invalid_argument
 from greenworks.interfaces import IFencedLock, ILeaderLock
 
@@ -52,7 +53,19 @@ if current == ARGV[1] then
     if latest then return tonumber(latest) end
     return next_token(KEYS[2])
 end
-if current then return 0 end
+if current then return {0, current} end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return next_token(KEYS[2])
+"""
+)
+
+# Take over the lease of a holder known to be dead: compare-and-set on *its*
+# id (ARGV[3]), so a lease somebody else took meanwhile is never touched, and
+# a new token, so the dead holder's claims (were it not dead) are fenced.
+_TAKE_OVER = (
+    FENCE_LUA
+    + """
+if redis.call('get', KEYS[1]) ~= ARGV[3] then return 0 end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return next_token(KEYS[2])
 """
@@ -119,10 +132,14 @@ class RedisLock:
     renews the lease every *renew_interval* (default ``ttl / 3``), whatever
     the caller's own rhythm (a `JobRunner` tick); the first failed renewal
     marks the lease lost and ends the greenlet, as does :meth:`release`. A
-    lost lease is taken over by another process within one *ttl*, so a short
-    ttl (1 s) gives a fast takeover after the holder's SIGKILL; faster still,
-    :func:`release_dead` frees a dead process's lease at once (gunicorn's
-    ``child_exit`` hook), thanks to the registry entry written at acquire.
+    lost lease is taken over by another process within one *ttl*. A holder
+    of the same host that died (SIGKILL: its pid gone, a zombie, exiting, or
+    with the SIGKILL still pending) is taken over at once: :meth:`acquire`
+    finds its registry entry (written at acquire) and replaces its lease by
+    compare-and-set on its holder id, with a new token. :func:`release_dead`
+    (gunicorn's ``child_exit`` hook) frees it at once too, from a process
+    that holds no lock, and serves the holders that nobody contends for
+    right away.
 
     Failure model: a Redis or network error never raises out of
     :meth:`acquire`, :meth:`renew`, :meth:`release` or :meth:`claim`; it is
@@ -150,8 +167,9 @@ class RedisLock:
     :param float renew_interval: seconds between automatic renewals
         (default ``ttl / 3``).
     :param lease_registry: the per-host registry directory `release_dead`
-        reads (default: ``$GREENWORKS_LEASE_REGISTRY`` or
-        ``<tempdir>/greenworks-leases``); ``False`` writes no entry.
+        and :meth:`acquire` read (default: ``$GREENWORKS_LEASE_REGISTRY`` or
+        ``<tempdir>/greenworks-leases``); ``False`` writes no entry and never
+        takes a dead holder's lease over before its ttl.
     :raises InvalidArgument: for a bad *name*, *ttl* or *renew_interval*.
     :raises ImportError: redis-py is not installed.
     """
@@ -190,6 +208,7 @@ class RedisLock:
         self._logger = logger or logging.getLogger(__name__)
         self._health = BackendHealth("redis lock %s" % name, self._logger)
         self._acquire_script = client.register_script(_ACQUIRE)
+        self._take_over_script = client.register_script(_TAKE_OVER)
         self._renew_script = client.register_script(_RENEW)
         self._release_script = client.register_script(_RELEASE)
         self._claim_script = client.register_script(_CLAIM)
@@ -250,9 +269,11 @@ class RedisLock:
     def acquire(self, ttl: float | None = None) -> bool:
         """Try once to take the lease for *ttl* seconds; see `ILeaderLock.acquire`.
 
-        Already held: renews instead (same token). On success the renewal
-        greenlet runs, :attr:`token` is the new lease's fencing token, and
-        this process's registry entry names the lease (for `release_dead`).
+        Already held: renews instead (same token). Held by a dead process of
+        this host (see the class doc): taken over, one more round trip. On
+        success the renewal greenlet runs, :attr:`token` is the new lease's
+        fencing token, and this process's registry entry names the lease (for
+        `release_dead` and the next contenders).
 
         :param float ttl: seconds; ``None`` uses the constructor's *ttl*.
         :raises InvalidArgument: *ttl* is not a number > 0 (nor None).
@@ -266,10 +287,17 @@ class RedisLock:
             return self.renew()
         started = self._clock.monotonic()
         self._maybe_ours = True
+        keys = [self._name, self._fence_key]
         try:
-            token = int(
-                self._acquire_script(keys=[self._name, self._fence_key], args=[self._holder, _ms(ttl)])
-            )
+            answer = self._acquire_script(keys=keys, args=[self._holder, _ms(ttl)])
+            dead = None
+            if isinstance(answer, list):
+                dead = self._dead_local_holder(answer[1])
+                answer = 0
+                if dead is not None:
+                    started = self._clock.monotonic()
+                    answer = self._take_over_script(keys=keys, args=[self._holder, _ms(ttl), dead])
+            token = int(answer)
         except self._errors() as exc:
             self._health.failed(exc, "acquire")
             return False
@@ -281,7 +309,16 @@ class RedisLock:
         self._token = token
         self._lease_ttl = ttl
         self._valid_until = started + ttl
-        self._logger.info("redis lock %s acquired by %s (token %d)", self._name, self._holder, token)
+        if dead is not None:
+            self._logger.info(
+                "redis lock %s taken over by %s (token %d) from %s, a dead process of this host",
+                self._name,
+                self._holder,
+                token,
+                dead,
+            )
+        else:
+            self._logger.info("redis lock %s acquired by %s (token %d)", self._name, self._holder, token)
         spec = connection_spec(self._client)
         if spec is not None:
             self._registration.write(
@@ -289,6 +326,29 @@ class RedisLock:
             )
         self._start_renewer()
         return True
+
+    def _dead_local_holder(self, current: Any) -> str | None:
+        """*current* (the key's holder id) if it names a dead lock holder of this host, else None.
+
+        Dead means: its registry entry exists here (so it is a process of this
+        host, whatever the host names say, and it held this lease) and its pid
+        is gone, or exiting, or has a SIGKILL pending (`pid_gone`); the id
+        names this host too (a registry shared across hosts stays safe). Then
+        waiting for its ttl, or for gunicorn's ``child_exit`` to run in the
+        master after the kernel reaped it, would only lose ticks. Never
+        switches greenlets (a few reads under ``/proc``).
+        """
+        if self._registry_dir is None:
+            return None
+        holder = current.decode("utf-8", "replace") if isinstance(current, bytes) else str(current)
+        host, _, rest = holder.rpartition(":")[0].rpartition(":")
+        nonce = holder.rpartition(":")[2]
+        if host != socket.gethostname() or not rest.isdigit() or int(rest) == os.getpid() or not nonce:
+            return None
+        entry = os.path.join(self._registry_dir, "%s.%s.json" % (rest, nonce))
+        if not os.path.exists(entry) or not pid_gone(int(rest)):
+            return None
+        return holder
 
     def renew(self) -> bool:
         """Extend the held lease by its ttl (compare-and-set); see `ILeaderLock.renew`.
