@@ -21,11 +21,14 @@ _SCALE = (1e-6, "us")
 
 
 def curves_of(data):
-    """Return ``{key: curve}`` of every scenario in the results *data* that has curves."""
+    """Return ``{key: (curve, runs)}`` of every scenario in the results *data* that has curves.
+
+    *runs* is how many whole runs the curve is the median of (``--median-of``), or None.
+    """
     found = {}
     for scenario in data.get("scenarios", {}).values():
         for key, curve in (scenario.get("curves") or {}).items():
-            found[key] = curve
+            found[key] = (curve, scenario.get("runs"))
     return found
 
 
@@ -56,12 +59,9 @@ def draw(results_path=RESULTS_PATH, out_dir=CHARTS_DIR):
         machine.get("gevent", "?"),
         machine.get("date", "?"),
     )
-    runs = data.get("runs")
-    if runs:
-        subtitle += "; median of %d runs" % runs
     paths = []
     factor, unit = _SCALE
-    for key, curve in curves.items():
+    for key, (curve, runs) in curves.items():
         fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
         for name, values in curve["series"].items():
             points = [(x, v / factor) for x, v in zip(curve["x"], values, strict=False) if v is not None]
@@ -73,7 +73,8 @@ def draw(results_path=RESULTS_PATH, out_dir=CHARTS_DIR):
         ax.set_xlabel(curve["x_label"])
         ax.set_ylabel("per %s (%s)" % ("wake-up" if key == "wakeup" else "task", unit))
         ax.set_title(curve["title"], fontsize=11)
-        fig.text(0.5, 0.005, subtitle, ha="center", fontsize=7, color="gray")
+        note = subtitle + ("; median of %d runs" % runs if runs and runs > 1 else "")
+        fig.text(0.5, 0.005, note, ha="center", fontsize=7, color="gray")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout(rect=(0, 0.03, 1, 1))

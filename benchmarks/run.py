@@ -237,7 +237,10 @@ def write_results(path, combined):
                 data = json.load(f)
         except (OSError, ValueError):
             data = {}
-    data.update(machine=combined["machine"], mode=combined["mode"], runs=combined["runs"])
+    # How many runs each scenario's figures are the median of is kept per scenario ("runs"):
+    # scenarios not run this time keep their own.
+    data.update(machine=combined["machine"], mode=combined["mode"])
+    data.pop("runs", None)
     scenarios = data.setdefault("scenarios", {})
     scenarios.update(combined["scenarios"])
     order = [name for name in ORDER if name in scenarios] + sorted(set(scenarios) - set(ORDER))
