@@ -634,10 +634,13 @@ class JobRunner:
                 self._table.remove(entry.id)
         legacy = None
         if boundary is not None:
-            polled = [entry for entry in self._table.entries.values() if entry.polled and not entry.paused]
-            jobs = [entry.job for entry in polled]
+            jobs = []
             # The timetable knows their ids (it keyed them by get_id()); pushed jobs are asked.
-            known = [entry.id for entry in polled]
+            known = []
+            for entry in self._table.entries.values():
+                if entry.polled and not entry.paused:
+                    jobs.append(entry.job)
+                    known.append(entry.id)
             popped = bool(self._fifo)
             if popped:
                 jobs.extend(self._fifo.pop(0))
@@ -725,13 +728,33 @@ class JobRunner:
         *known* are the ids of the first ``len(known)`` jobs (the timetable's);
         the others are asked their ``get_id()``.
         """
-        runnable = []
-        ids = []
-        indices = []
-        items = []
+        runnable: list[Any] = []
+        ids: list[Any] = []
+        indices: list[int] = []
+        items: list[JobResult] = []
         known = known or []
         known_count = len(known)
-        for index, item in enumerate(jobs):
+        if not claim and known_count:
+            # The common tick: the timetable's jobs, no claims. The same steps as below, fewer checks.
+            for index, item in enumerate(jobs[:known_count]):
+                try:
+                    is_due = item.is_run(at)
+                except Exception as exc:
+                    job_id = known[index]
+                    self._log.exception(
+                        "job runner %r: is_run() of %r raised; job not run", self.name, job_id
+                    )
+                    items.append(JobResult(job_id, None, exc, at, at, index))
+                    continue
+                if is_due:
+                    runnable.append(item)
+                    ids.append(known[index])
+                    indices.append(index)
+            if known_count == len(jobs):
+                return _Batch(at, runnable, ids, indices, items)
+        start = known_count if not claim else 0
+        for index in range(start, len(jobs)):
+            item = jobs[index]
             if index < known_count:
                 job_id = known[index]
             else:
