@@ -29,8 +29,15 @@ tox: $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check tox
 	$(PY) -m tox -e py311-geventmin,py311-geventlatest,lint
 
-bench: $(STAMP)
-	$(PY) benchmarks/run.py
+# `make bench` also installs the peers it compares with and matplotlib (the `bench` extra);
+# `make bench-quick` (CI) needs none of them.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP) setup.py
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/run.py --quick

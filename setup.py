@@ -62,8 +62,17 @@ setup(
         # Cron is our own now; the extra stays so `pip install greenworks[cron]` keeps working.
         "cron": [],
         "prometheus": ["prometheus_client>=0.16"],
-        # Only for benchmarks/bench_streams.py, which compares StreamConsumer with rq.
-        "bench": ["rq>=1.16", "redis>=4.5"],
+        # Only for `make bench`: the peers it compares with (rq: bench_streams; APScheduler 3:
+        # bench_jobs; futurist's green executor, which needs eventlet: bench_executor) and the
+        # charts of the scale curves (matplotlib). Each is optional there: missing, it says so.
+        "bench": [
+            "rq>=1.16",
+            "redis>=4.5",
+            "apscheduler>=3.10,<4",
+            "futurist>=3",
+            "eventlet>=0.33",
+            "matplotlib>=3.5",
+        ],
         "docs": DOCS_REQUIRES,
         "dist": DIST_REQUIRES,
         "dev": [*TEST_REQUIRES, "ruff>=0.4", "tox>=4"],

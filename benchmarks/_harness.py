@@ -252,7 +252,7 @@ class Bench:
         """Whether every greenworks module this scenario needs could be imported."""
         return not self.missing
 
-    def interleave(self, variants, label=None, unit="s", per=None):
+    def interleave(self, variants, label=None, unit="s", per=None, repeat=None, warmup=None):
         """Measure *variants* round-robin and return ``{name: median value}``.
 
         :param variants: list of ``(name, role, func)``; ``func()`` runs one
@@ -261,13 +261,17 @@ class Bench:
         :param str label: key of this group in the results (default: the scenario name).
         :param str unit: unit of the values (``s`` for seconds, ``B`` for bytes).
         :param int per: divide medians by this to print a per-task figure.
+        :param int repeat: measured repetitions of this group (default: the scenario's).
+        :param bool warmup: whether this group has a warm-up round (default: the scenario's).
         :raises WorkNotDone: if any repetition did not do exactly its work.
         """
         label = label or self.name
         samples = {name: [] for name, _, _ in variants}
         cpus = {name: [] for name, _, _ in variants}
         works = {name: [] for name, _, _ in variants}
-        rounds = self.repeat + (1 if self.warmup else 0)
+        repeat = self.repeat if repeat is None else repeat
+        warmup = self.warmup if warmup is None else warmup
+        rounds = repeat + (1 if warmup else 0)
         for index in range(rounds):
             for name, _role, func in variants:
                 gc.collect()
@@ -279,7 +283,7 @@ class Bench:
                         "%s/%s: did %r units of work, expected %r"
                         % (label, name, measured.done, measured.expected)
                     )
-                if self.warmup and index == 0:
+                if warmup and index == 0:
                     continue
                 samples[name].append(measured.value)
                 if measured.cpu is not None:

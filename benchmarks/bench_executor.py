@@ -13,14 +13,21 @@ the tasks whose future returned True):
   return with some not done yet, which is why every variant also reads each
   ``result()``);
 - ``ThreadPoolExecutor`` in a fresh, unpatched interpreter (real threads, the
-  GIL), timed inside that child; start-up is not in the figure.
+  GIL), timed inside that child; start-up is not in the figure;
+- futurist's ``GreenThreadPoolExecutor`` (OpenStack's green executor), which
+  runs on eventlet: eventlet and gevent cannot share a process, so it runs
+  in a child that calls ``eventlet.monkey_patch()`` first, timed inside that
+  child like the unpatched one. Without futurist or eventlet (``pip install
+  'greenworks[bench]'``) the variant is left out with a note and its target
+  reads SKIP.
 
 Two groups: trivial tasks (return True), and I/O-like tasks that sleep 1 ms
 (``time.sleep``: gevent's in a patched process, the OS's in the unpatched
 child). Executors are built and warmed (every worker started) before the
 clock starts and shut down after it stops.
 
-Run one child by hand: ``python -m benchmarks.bench_executor KIND BURSTS BURST WORKERS SLEEP``.
+Run one child by hand: ``python -m benchmarks.bench_executor KIND BURSTS BURST WORKERS SLEEP``
+(KIND ``child``: unpatched ThreadPoolExecutor; ``futurist``: GreenThreadPoolExecutor on eventlet).
 """
 
 import concurrent.futures as cf
@@ -72,22 +79,54 @@ def run_bursts(pool, task, bursts, burst):
     return watch, done
 
 
-def child(bursts, burst, workers, pause):
-    """In an unpatched interpreter: time ThreadPoolExecutor and print one JSON line."""
+def child(bursts, burst, workers, pause, kind="child"):
+    """In a fresh interpreter: time ThreadPoolExecutor (unpatched) or futurist's green one; print JSON."""
+    if kind == "futurist":
+        import warnings
+
+        warnings.simplefilter(
+            "ignore"
+        )  # both eventlet and futurist's green executor warn they are deprecated
+        import eventlet
+
+        eventlet.monkey_patch()
+        import futurist
+
+        factory = futurist.GreenThreadPoolExecutor
+    else:
+        factory = cf.ThreadPoolExecutor
     task = make_io_task(pause) if pause > 0 else task_trivial
-    with cf.ThreadPoolExecutor(workers) as pool:
+    pool = factory(workers)
+    try:
         warm(pool, workers)
         watch, done = run_bursts(pool, task, bursts, burst)
+    finally:
+        pool.shutdown(wait=True)
     print(json.dumps({"wall": watch.wall, "cpu": watch.cpu, "done": done}))
 
 
-def _unpatched(bursts, burst, workers, pause):
+def futurist_missing():
+    """Why the futurist variant cannot run (asked in a child: eventlet must not load here), or None."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import eventlet, futurist; futurist.GreenThreadPoolExecutor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode == 0:
+        return None
+    lines = proc.stderr.strip().splitlines()
+    return "futurist or eventlet not importable (%s)" % (lines[-1] if lines else "exit %d" % proc.returncode)
+
+
+def _unpatched(bursts, burst, workers, pause, kind="child"):
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "benchmarks.bench_executor",
-            "child",
+            kind,
             str(bursts),
             str(burst),
             str(workers),
@@ -102,7 +141,7 @@ def _unpatched(bursts, burst, workers, pause):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _group(bench, label, bursts, burst, workers, pause):
+def _group(bench, label, bursts, burst, workers, pause, futurist_skip):
     total = bursts * burst
     task = make_io_task(pause) if pause > 0 else task_trivial
 
@@ -118,9 +157,12 @@ def _group(bench, label, bursts, burst, workers, pause):
 
         return variant
 
-    def unpatched():
-        figures = _unpatched(bursts, burst, workers, pause)
-        return Measured(figures["wall"], figures["done"], total, cpu=figures["cpu"], workers=workers)
+    def in_child(kind):
+        def variant():
+            figures = _unpatched(bursts, burst, workers, pause, kind)
+            return Measured(figures["wall"], figures["done"], total, cpu=figures["cpu"], workers=workers)
+
+        return variant
 
     import gevent.threadpool
 
@@ -128,11 +170,14 @@ def _group(bench, label, bursts, burst, workers, pause):
     tpe = "ThreadPoolExecutor(%d), patched" % workers
     native = "gevent.threadpool.ThreadPoolExecutor(%d)" % workers
     plain = "ThreadPoolExecutor(%d), unpatched child" % workers
+    green = "futurist GreenThreadPoolExecutor(%d), eventlet child" % workers
     variants = [
         (tpe, "baseline", in_process(cf.ThreadPoolExecutor)),
         (native, "baseline", in_process(gevent.threadpool.ThreadPoolExecutor)),
-        (plain, "baseline", unpatched),
+        (plain, "baseline", in_child("child")),
     ]
+    if futurist_skip is None:
+        variants.append((green, "baseline", in_child("futurist")))
     if bench.available:
         variants.insert(0, (gw, "greenworks", in_process(bench.modules[EXECUTOR].GreenExecutor)))
     medians = bench.interleave(variants, label=label, per=total)
@@ -145,6 +190,13 @@ def _group(bench, label, bursts, burst, workers, pause):
             1.0,
             detail=bench.cpu_ratio(gw, name, label),
         )
+    bench.target(
+        "%s: time vs futurist GreenThreadPoolExecutor" % label,
+        mine and medians.get(green) and mine / medians[green],
+        "<=",
+        1.0,
+        detail=bench.cpu_ratio(gw, green, label) if green in medians else "skipped: %s" % futurist_skip,
+    )
     if mine:
         # Reported, not judged: in a patched process every cf.Future's Condition is
         # gevent's pure-Python lock, which the unpatched child's C locks outrun.
@@ -167,6 +219,7 @@ def _group(bench, label, bursts, burst, workers, pause):
             "sleep": 0.001,
         },
         "quick": {
+            "futurist": False,
             "bursts": 5,
             "burst": 500,
             "workers": 32,
@@ -176,6 +229,9 @@ def _group(bench, label, bursts, burst, workers, pause):
         },
         "tiny": {"bursts": 2, "burst": 20, "workers": 4, "io_tasks": 20, "io_workers": 4, "sleep": 0.001},
     },
+    # Each round starts two child interpreters per group (unpatched, futurist): 3 rounds
+    # keep the scenario near a minute; the quoted figures are medians of runs anyway.
+    repeat={"full": 3},
 )
 def executor(bench):
     """Time per task of *bursts* bursts of trivial tasks, and of *io_tasks* 1 ms sleeps in one burst.
@@ -185,12 +241,15 @@ def executor(bench):
     patched process. The ratio to the unpatched child is reported as a note.
     """
     p = bench.params
-    _group(bench, "trivial", p["bursts"], p["burst"], p["workers"], 0.0)
-    _group(bench, "io", 1, p["io_tasks"], p["io_workers"], p["sleep"])
+    skip = "not run in --quick" if p.get("futurist") is False else futurist_missing()
+    if skip:
+        bench.note("futurist variant skipped: %s (pip install 'greenworks[bench]')" % skip)
+    _group(bench, "trivial", p["bursts"], p["burst"], p["workers"], 0.0, skip)
+    _group(bench, "io", 1, p["io_tasks"], p["io_workers"], p["sleep"], skip)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "child":
-        child(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+    if len(sys.argv) == 6 and sys.argv[1] in ("child", "futurist"):
+        child(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[1])
     else:
-        sys.exit("usage: python -m benchmarks.bench_executor child BURSTS BURST WORKERS SLEEP")
+        sys.exit("usage: python -m benchmarks.bench_executor child|futurist BURSTS BURST WORKERS SLEEP")

@@ -539,10 +539,11 @@ class JobRunner:
 
     # -- waking ----------------------------------------------------------------
 
-    def _at(self, boundary_us: int) -> datetime.datetime:
+    def _at(self, boundary_us: int, zone: datetime.tzinfo | None = None) -> datetime.datetime:
         at = datetime.datetime.fromtimestamp(boundary_us // _US, _UTC)
         at += datetime.timedelta(microseconds=boundary_us % _US)
-        return at.astimezone(self._zone())
+        # *zone*: the zone already looked up for this wake-up (the real clock's costs a now()).
+        return at.astimezone(zone or self._zone())
 
     def _polling(self) -> bool:
         return bool(self._fifo) or any(entry.polled for entry in self._table.entries.values())
@@ -593,7 +594,8 @@ class JobRunner:
         due = self._table.due(now_us / _US)
         if boundary is None and not due:
             return
-        at = self._at(boundary if boundary is not None else now_us)
+        zone = self._zone()
+        at = self._at(boundary if boundary is not None else now_us, zone)
         self._last_tick = at
         if self._paused or not self._leadership.lead():
             self._skip_wake(at, boundary, due)
@@ -612,7 +614,7 @@ class JobRunner:
             for run in runs:
                 run_at = moments.get(run)
                 if run_at is None:
-                    run_at = moments[run] = self._at(round(run * _US))
+                    run_at = moments[run] = self._at(round(run * _US), zone)
                 if leadership.lock is None or leadership.claim(entry.id, run_at):
                     claims.append((entry, run))
                 else:
@@ -632,24 +634,36 @@ class JobRunner:
                 self._table.remove(entry.id)
         legacy = None
         if boundary is not None:
-            jobs = [entry.job for entry in self._table.entries.values() if entry.polled and not entry.paused]
+            jobs = []
+            # The timetable knows their ids (it keyed them by get_id()); pushed jobs are asked.
+            known = []
+            for entry in self._table.entries.values():
+                if entry.polled and not entry.paused:
+                    jobs.append(entry.job)
+                    known.append(entry.id)
             popped = bool(self._fifo)
             if popped:
                 jobs.extend(self._fifo.pop(0))
                 self._space.set()
             if jobs or popped:
-                legacy = self._prepare(at, jobs, claim=self._leadership.lock is not None)
+                legacy = self._prepare(at, jobs, claim=self._leadership.lock is not None, known=known)
                 if not (popped or legacy.jobs or legacy.items):
                     legacy = None
-        self._start(groups, boundary, legacy)
+        self._start(groups, boundary, legacy, zone)
 
-    def _start(self, groups: dict[int, list[Any]], boundary: int | None, legacy: _Batch | None) -> None:
+    def _start(
+        self,
+        groups: dict[int, list[Any]],
+        boundary: int | None,
+        legacy: _Batch | None,
+        zone: datetime.tzinfo | None = None,
+    ) -> None:
         """Start one batch per due time (the tick's polled jobs join theirs); jittered jobs alone."""
         if legacy is not None and boundary not in groups:
             self._batches.start_batch(legacy)
             legacy = None
         for due_us in sorted(groups):
-            at = self._at(due_us)
+            at = self._at(due_us, zone)
             plain = []
             for item in groups[due_us]:
                 if getattr(item, "jitter", None):
@@ -706,19 +720,50 @@ class JobRunner:
         for run in misfired:
             self._life.emit(JobSkipped, entry.id, self._at(round(run * _US)), "misfired")
 
-    def _prepare(self, at: datetime.datetime, jobs: list[Any], claim: bool) -> _Batch:
-        """The due jobs of *jobs* at *at*, asking each ``is_run`` (and claiming them with *claim*)."""
-        runnable = []
-        ids = []
-        indices = []
-        items = []
-        for index, item in enumerate(jobs):
-            try:
-                job_id = item.get_id()
-            except Exception as exc:
-                self._log.exception("job runner %r: get_id() of %r raised; job not run", self.name, item)
-                items.append(JobResult("<%s>" % type(item).__name__, None, exc, at, at, index))
-                continue
+    def _prepare(
+        self, at: datetime.datetime, jobs: list[Any], claim: bool, known: list[Any] | None = None
+    ) -> _Batch:
+        """The due jobs of *jobs* at *at*, asking each ``is_run`` (and claiming them with *claim*).
+
+        *known* are the ids of the first ``len(known)`` jobs (the timetable's);
+        the others are asked their ``get_id()``.
+        """
+        runnable: list[Any] = []
+        ids: list[Any] = []
+        indices: list[int] = []
+        items: list[JobResult] = []
+        known = known or []
+        known_count = len(known)
+        if not claim and known_count:
+            # The common tick: the timetable's jobs, no claims. The same steps as below, fewer checks.
+            for index, item in enumerate(jobs[:known_count]):
+                try:
+                    is_due = item.is_run(at)
+                except Exception as exc:
+                    job_id = known[index]
+                    self._log.exception(
+                        "job runner %r: is_run() of %r raised; job not run", self.name, job_id
+                    )
+                    items.append(JobResult(job_id, None, exc, at, at, index))
+                    continue
+                if is_due:
+                    runnable.append(item)
+                    ids.append(known[index])
+                    indices.append(index)
+            if known_count == len(jobs):
+                return _Batch(at, runnable, ids, indices, items)
+        start = known_count if not claim else 0
+        for index in range(start, len(jobs)):
+            item = jobs[index]
+            if index < known_count:
+                job_id = known[index]
+            else:
+                try:
+                    job_id = item.get_id()
+                except Exception as exc:
+                    self._log.exception("job runner %r: get_id() of %r raised; job not run", self.name, item)
+                    items.append(JobResult("<%s>" % type(item).__name__, None, exc, at, at, index))
+                    continue
             try:
                 is_due = item.is_run(at)
             except Exception as exc:
@@ -784,12 +829,12 @@ class JobRunner:
         ``paused``, ``running`` (runs in flight), ``misfires`` and
         ``last_run`` (None or ``{"at", "duration", "outcome", "error"}``).
         """
-        last_runs = self._batches.last_runs
+        last_run = self._batches.last_run
         instances = self._batches.instances
         jobs = []
         for entry in list(self._table.entries.values()):
             item = entry.job
-            last = last_runs.get(entry.id)
+            last = last_run(entry.id)
             describe = getattr(item, "describe", None)
             next_run = self._table.next_run_time(entry)
             jobs.append(

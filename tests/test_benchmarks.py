@@ -20,12 +20,14 @@ from benchmarks import (  # noqa: E402
     _harness,
     bench_dispatcher,
     bench_events,  # noqa: F401  (registers its scenario)
-    bench_executor,  # noqa: F401  (registers its scenario)
+    bench_executor,
     bench_jobs,
     bench_memory,  # noqa: F401  (registers its scenario)
     bench_runner,
+    bench_scale,  # noqa: F401  (registers its scenario)
     bench_streams,
     bench_taskmanager,
+    charts,
 )
 from benchmarks._harness import SCENARIOS, Measured, WorkNotDone, run_scenario  # noqa: E402
 from greenworks.interfaces import IJob, IManagedTask, IWorker  # noqa: E402
@@ -44,6 +46,7 @@ ALL = [
     "events",
     "executor",
     "streams",
+    "scale",
 ]
 
 
@@ -267,27 +270,74 @@ class TestOtherScenarios:
         p = result["params"]
         ticks = round(p["seconds"] / p["tick"])
         assert_all_greenworks_ran(result)
-        for name, reps in works(result).items():
-            for w in reps:
+        reps = works(result)
+        for name in (bench_jobs.GW, bench_jobs.GRID):
+            for w in reps[name]:
                 assert w["ticks"] == ticks and w["orphan_runs"] == 0, name
                 assert w["runs"] == w["evaluations"] == w["ticks_complete"] * p["jobs"] > 0, name
-        assert all(isinstance(w["missed_ticks_total"], int) for w in works(result)["greenworks JobRunner"])
+                assert w["cpu_per_tick"] > 0, name
+        assert all(isinstance(w["missed_ticks_total"], int) for w in reps[bench_jobs.GW])
+        if bench_jobs.APS in reps:
+            # APScheduler may skip a late run (its max_instances): each run it made was evaluated once.
+            assert all(
+                w["orphan_runs"] == 0 and w["runs"] == w["evaluations"] > 0 for w in reps[bench_jobs.APS]
+            )
+        else:
+            assert any("APScheduler variant skipped" in note for note in result["notes"])
+
+    def test_jobs_are_judged_as_ratios_to_the_grid_of_the_same_run(self):
+        """The lateness and CPU targets are the JobRunner's figures over the grid's, from the same run."""
+        result = tiny("jobs")
+        targets = {t["target"]: t for t in result["targets"]}
+        summary = result["jobs_summary"]
+        gw, grid = summary[bench_jobs.GW], summary[bench_jobs.GRID]
+        lateness = targets["job start lateness p99 vs ideal grid (same run)"]
+        assert lateness["value"] == pytest.approx(gw["job_p99"] / grid["job_p99"])
+        assert (lateness["op"], lateness["threshold"]) == ("<=", 1.5)
+        cpu = targets["CPU per %d-job tick vs inline loop (grid)" % result["params"]["jobs"]]
+        assert cpu["value"] == pytest.approx(gw["cpu_per_tick"] / grid["cpu_per_tick"])
+        assert (cpu["op"], cpu["threshold"]) == ("<=", 5.0)
+
+    def test_jobs_without_apscheduler_skip_its_target_with_a_note(self, monkeypatch):
+        """Without APScheduler the scenario still runs; its target reads SKIP and a note says why."""
+        monkeypatch.setattr(bench_jobs, "import_optional", lambda name: (None, "%s not importable" % name))
+        result = tiny("jobs")
+        assert sorted(works(result)) == sorted([bench_jobs.GW, bench_jobs.GRID])
+        verdicts = {t["target"]: t["verdict"] for t in result["targets"]}
+        assert verdicts["job start lateness p99 vs APScheduler"] == "SKIP"
+        assert any("APScheduler variant skipped" in note for note in result["notes"])
 
 
 class TestExecutorScenario:
     @pytest.mark.timeout(120)
     def test_executor_runs_every_task_on_every_executor(self):
-        """Every executor, the unpatched child included, ran each task of both groups once."""
+        """Every executor, the unpatched and the futurist children included, ran each task once."""
         result = tiny("executor")
         p = result["params"]
-        assert_all_greenworks_ran(result)
+        futurist = bench_executor.futurist_missing() is None
+        for t in result["targets"]:
+            assert t["verdict"] in (
+                ("PASS", "MISS") if futurist or "futurist" not in t["target"] else ("SKIP",)
+            )
         assert sorted(result["measurements"]) == ["io", "trivial"]
         for group, total in (("trivial", p["bursts"] * p["burst"]), ("io", p["io_tasks"])):
             reps = works(result, group)
-            assert len(reps) == 4, group
+            assert len(reps) == (5 if futurist else 4), group
+            assert any(name.startswith("futurist") for name in reps) == futurist
             for name, runs in reps.items():
                 assert all(w["done"] == total for w in runs), (group, name)
-        assert len(result["notes"]) == 2
+        assert len(result["notes"]) == (2 if futurist else 3)
+
+    @pytest.mark.timeout(120)
+    def test_executor_without_futurist_skips_its_targets_with_a_note(self, monkeypatch):
+        """Without futurist (or eventlet) its variant is left out, its targets read SKIP, a note says why."""
+        monkeypatch.setattr(bench_executor, "futurist_missing", lambda: "futurist not importable (probe)")
+        result = tiny("executor")
+        for group in ("io", "trivial"):
+            assert not any(name.startswith("futurist") for name in works(result, group))
+        futurist_targets = [t for t in result["targets"] if "futurist" in t["target"]]
+        assert len(futurist_targets) == 2 and all(t["verdict"] == "SKIP" for t in futurist_targets)
+        assert any("futurist variant skipped: futurist not importable (probe)" in n for n in result["notes"])
 
 
 class TestStreamsScenario:
@@ -325,7 +375,8 @@ class TestJobLatenessArithmetic:
         """Record evaluations and runs by hand: ``{boundary index: start time}``."""
         for index, started in tick_runs.items():
             job.evaluated.append(index)
-            job.runs.append((index, started))
+            job.run_index.append(index)
+            job.run_started.append(started)
 
     def test_lateness_is_measured_from_each_runs_own_boundary(self):
         """Lateness is start time minus the run's boundary; p99, tick start and drift follow from it."""
@@ -406,3 +457,129 @@ class TestEventsScenario:
             assert [w["done"] for w in reps] == [p["switches"]]
         assert set(result["per_event_ns"]) == {"no_subscriber", "one_subscriber"}
         assert zope.event.subscribers == before
+
+
+class TestScaleScenario:
+    @pytest.mark.timeout(120)
+    def test_every_curve_has_a_checked_point_per_size(self):
+        """Each curve has a point per size and variant (Pool.spawn stops at pool_max); all work checked."""
+        result = tiny("scale")
+        p = result["params"]
+        assert_all_greenworks_ran(result)
+        curves = result["curves"]
+        assert sorted(curves) == ["apply", "reapply", "tasks", "wakeup"]
+        tasks = curves["tasks"]["series"]
+        assert tasks["greenworks Dispatcher.dispatch"] and all(
+            v > 0 for v in tasks["greenworks Dispatcher.dispatch"]
+        )
+        pool = tasks["gevent Pool(%d).spawn" % p["workers"]]
+        assert [v is None for v in pool] == [n > p["pool_max"] for n in p["tasks"]]
+        for key, sizes in (("wakeup", p["idle"]), ("apply", p["apply"]), ("reapply", p["apply"])):
+            assert curves[key]["x"] == sizes
+            for name, values in curves[key]["series"].items():
+                assert len(values) == len(sizes) and all(v > 0 for v in values), (key, name)
+        for total in p["tasks"]:
+            for name, reps in works(result, "tasks %d" % total).items():
+                assert all(w["done"] == total for w in reps), name
+        for idle in p["idle"]:
+            for name, reps in works(result, "wakeup %d idle" % idle).items():
+                assert all(w["done"] == p["wakeups"] and w["workers"] == idle for w in reps), name
+        for total in p["apply"]:
+            for name, reps in works(result, "apply %d" % total).items():
+                assert all(w["done"] == total and w["starts"] == total for w in reps), name
+        # A size above apply_once_above is measured once, without a warm-up.
+        big = [n for n in p["apply"] if n > p["apply_once_above"]]
+        assert big and all(len(works(result, "apply %d" % n)["raw dict diff + spawn"]) == 1 for n in big)
+
+
+def _results_file(tmp_path, curves=True):
+    scale = {
+        "name": "scale",
+        "targets": [],
+        "measurements": {},
+        "curves": {
+            "tasks": {
+                "title": "per-task cost",
+                "x_label": "tasks",
+                "x": [1000, 10000],
+                "unit": "s",
+                "series": {"a": [1e-6, 2e-6], "b": [3e-6, None]},
+            }
+        }
+        if curves
+        else {},
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"machine": _harness.machine_info(), "scenarios": {"scale": scale}}))
+    return path
+
+
+class TestCharts:
+    def test_a_chart_per_curve_is_written(self, tmp_path):
+        """draw() writes one PNG per curve of the results file (or, without matplotlib, says so)."""
+        out = tmp_path / "charts"
+        paths, note = charts.draw(str(_results_file(tmp_path)), str(out))
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            assert paths == [] and "matplotlib" in note
+            return
+        assert note is None and paths == [str(out / "tasks.png")]
+        assert (out / "tasks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def test_without_matplotlib_charts_are_skipped_with_a_note(self, tmp_path, monkeypatch):
+        """A missing matplotlib is a note, never an error, and nothing is written."""
+        monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+        out = tmp_path / "charts"
+        paths, note = charts.draw(str(_results_file(tmp_path)), str(out))
+        assert paths == [] and note.startswith("charts skipped: matplotlib not importable")
+        assert not out.exists()
+
+    def test_a_file_without_curves_says_so(self, tmp_path):
+        """A results file without the scale scenario draws nothing and says why."""
+        paths, note = charts.draw(str(_results_file(tmp_path, curves=False)), str(tmp_path / "charts"))
+        assert paths == [] and "no curves" in note
+
+
+class TestMedianOfRuns:
+    def run(self, value, median, points):
+        return {
+            "machine": {"cpu": "x"},
+            "mode": "full",
+            "scenarios": {
+                "s": {
+                    "name": "s",
+                    "targets": [
+                        {"scenario": "s", "target": "t", "value": value, "op": "<=", "threshold": 1.0}
+                    ],
+                    "measurements": {"g": {"v": {"median": median, "cpu_median": median / 2}}},
+                    "curves": {"c": {"x": [1, 2], "series": {"v": points}}},
+                }
+            },
+        }
+
+    def test_figures_and_verdicts_are_the_medians_of_the_runs(self):
+        """Targets, variant medians and curve points are medians over the runs; verdicts judged on them."""
+        from benchmarks import run as run_module
+
+        combined = run_module.combine(
+            [self.run(0.5, 3.0, [1.0, 4.0]), self.run(2.0, 1.0, [2.0, 5.0]), self.run(1.5, 2.0, [3.0, 6.0])]
+        )
+        assert combined["runs"] == 3
+        scenario = combined["scenarios"]["s"]
+        target = scenario["targets"][0]
+        assert (target["value"], target["verdict"], target["run_values"]) == (1.5, "MISS", [0.5, 2.0, 1.5])
+        entry = scenario["measurements"]["g"]["v"]
+        assert (entry["median"], entry["cpu_median"], entry["run_median"]) == (2.0, 1.0, [3.0, 1.0, 2.0])
+        assert scenario["curves"]["c"]["series"]["v"] == [2.0, 5.0]
+
+    def test_median_of_is_checked(self):
+        """--median-of 0 is refused with a usage error naming the value."""
+        proc = subprocess.run(
+            [sys.executable, RUN, "--median-of", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2 and "--median-of must be >= 1, got 0" in proc.stderr
