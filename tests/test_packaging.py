@@ -89,7 +89,7 @@ class TestWheel:
 
 class TestSdist:
     def test_carries_the_sources_of_docs_tests_and_checks(self, dist):
-        """The sdist has py.typed, mypy.ini, pyproject.toml, the licence, the changelog, the docs and the tests."""
+        """The sdist has py.typed, mypy.ini, pyproject.toml, LICENSE, the changelog, docs and tests."""
         _, sdist = dist
         top = "greenworks-%s/" % __version__
         with tarfile.open(sdist) as archive:

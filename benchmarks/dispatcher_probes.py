@@ -1,7 +1,7 @@
 """
-Issue 21's Dispatcher goals that benchmarks/ has no scenario for (yet), measured like the harness does.
+Dispatcher probes that run.py has no scenario for, measured the way the harness does.
 
-    PYTHONPATH=$PWD python notes/perf_extra.py [--repeat N]
+    .venv/bin/python benchmarks/dispatcher_probes.py [--repeat N]
 
 - block: N dispatch(task, block=True) into a full buffer (Dispatcher(100, 10, 10,
   overflow="reject"), so a task that did not wait would show as rejected) vs raw
@@ -11,7 +11,8 @@ Issue 21's Dispatcher goals that benchmarks/ has no scenario for (yet), measured
 - wakeup: dispatch one task + sleep(0), 5,000 times, with 10 and 100,000 idle workers.
 
 Each variant alternates with its baseline; medians of --repeat runs (default 7).
-Lives in notes/ because benchmarks/ belongs to the bench branch; the lead may fold it in.
+A standalone script (not part of ``make bench``): issue 21's goals for blocking
+dispatch, I/O at C=100 and 100k idle workers were judged with it.
 """
 
 from gevent import monkey
