@@ -190,7 +190,7 @@ def trivial(bench):
         "throughput vs Pool.spawn", gw and pool / gw, ">=", 10.0, detail=bench.cpu_ratio(pool_name, gw_name)
     )
     bench.target(
-        "throughput vs raw queue pool", gw and raw / gw, ">=", 0.3, detail=bench.cpu_ratio(raw_name, gw_name)
+        "throughput vs raw queue pool", gw and raw / gw, ">=", 0.7, detail=bench.cpu_ratio(raw_name, gw_name)
     )
 
 
@@ -268,7 +268,7 @@ def submit(bench):
         "submit throughput vs raw + AsyncResult",
         gw and medians["raw queue + AsyncResult"] / gw,
         ">=",
-        0.5,
+        0.85,
         detail=bench.cpu_ratio("raw queue + AsyncResult", "greenworks Dispatcher.submit"),
     )
 
@@ -454,7 +454,7 @@ def io(bench):
         "wall time vs raw queue pool",
         gw and gw / medians[raw_name],
         "<=",
-        1.2,
+        1.0,
         detail=bench.cpu_ratio(gw_name, raw_name),
     )
     bench.target(

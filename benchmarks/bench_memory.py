@@ -186,7 +186,7 @@ def memory(bench):
             "%s RSS bytes/worker vs raw parked" % kind,
             value and value / raw,
             "<=",
-            1.3,
+            1.05,
             detail=value and "%.0f B vs %.0f B" % (value, raw),
         )
 
