@@ -350,11 +350,15 @@ class TestWhatTheTestsNeed:
     @pytest.mark.timeout(60)
     def test_make_demo_says_it_is_installing_first(self, tmp_path):
         """On first use `make demo` prints one "installing ..." line before the silent pip steps."""
+        # Run as a top-level make even when the suite itself runs under `make test` (as in CI):
+        # a sub-make inherits MAKELEVEL/MAKEFLAGS and prints "Entering directory" first.
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
         proc = subprocess.run(
-            ["make", "-n", "demo", "VENV=%s" % (tmp_path / "venv")],
+            ["make", "--no-print-directory", "-n", "demo", "VENV=%s" % (tmp_path / "venv")],
             capture_output=True,
             text=True,
             cwd=ROOT,
+            env=env,
             timeout=60,
         )
         assert proc.returncode == 0, proc.stderr

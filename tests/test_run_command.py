@@ -175,10 +175,15 @@ class TestRunTargetInProcess:
         the main thread: ``os.kill`` of the own pid may be delivered to any
         thread (gevent's resolver threads), and then nothing wakes the main
         thread's event loop until its sleep ends: that was the flake.
+
+        The child first installs Python's ^C handler itself: a process started
+        as a background job of a non-interactive shell (``cmd &``, as a CI
+        script may) inherits SIGINT ignored, and Python then leaves it ignored.
         """
         script = (
             "from gevent import monkey; monkey.patch_all()\n"
             "import signal, gevent\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "from greenworks import cli\n"
             "cli.main(['run', 'run_registry_app:quick_registry'])\n"
             "print('restored', signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
