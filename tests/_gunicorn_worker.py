@@ -1,4 +1,8 @@
-"""Whether gunicorn's gevent worker can run here, for the tests that start real gunicorn."""
+"""For the tests that start real gunicorn: whether its gevent worker can run here, and how to stop it."""
+
+import os
+import signal
+import subprocess
 
 
 def gevent_worker_unavailable():
@@ -15,3 +19,23 @@ def gevent_worker_unavailable():
     except RuntimeError as exc:  # e.g. "gevent worker requires gevent 24.10.1 or higher"
         return str(exc)
     return None
+
+
+def stop_arbiter(proc, timeout=15):
+    """SIGTERM the arbiter *proc* (a graceful stop), then SIGKILL whatever of its group is left.
+
+    *proc* must have been started with ``start_new_session=True``; blocks until it was reaped.
+    """
+    try:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()

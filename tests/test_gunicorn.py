@@ -12,7 +12,7 @@ import urllib.request
 import gevent
 import gevent.pool
 import pytest
-from _gunicorn_worker import gevent_worker_unavailable
+from _gunicorn_worker import gevent_worker_unavailable, stop_arbiter
 from gevent.event import Event
 from gevent.queue import Queue
 from zope.interface import implementer
@@ -380,18 +380,8 @@ class Gunicorn:
     def close(self):
         """SIGTERM the arbiter (a graceful stop), then SIGKILL whatever of its group is left."""
         try:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    pass
+            stop_arbiter(self.proc)
         finally:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
             self._reader.join(timeout=5)
             self._reader.kill()  # a no-op once it saw EOF, as it should have
             self.proc.stderr.close()

@@ -34,7 +34,7 @@ import time
 import gevent
 import pytest
 import redis
-from _gunicorn_worker import gevent_worker_unavailable
+from _gunicorn_worker import gevent_worker_unavailable, stop_arbiter
 from _redis_server import REDIS_SERVER, RedisServer, free_port
 
 from greenworks.coordination import RedisLock, _registry
@@ -346,19 +346,7 @@ class Gunicorn:
 
     def close(self):
         """SIGTERM the arbiter (a graceful stop), then SIGKILL whatever of its group is left."""
-        try:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    pass
-        finally:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        stop_arbiter(self.proc)
 
 
 @pytest.mark.skipif(_NO_GUNICORN is not None, reason=str(_NO_GUNICORN))
