@@ -124,7 +124,7 @@ def snapshot(*components: Any, clock: ClockLike | None = None) -> dict[str, Any]
 
     ::
 
-        {"greenworks": "0.1.0", "generated_at": "2026-01-01T00:00:00+00:00",
+        {"greenworks": "0.2.0", "generated_at": "2026-01-01T00:00:00+00:00",
          "host": "web-1", "pid": 4242,
          "components": [{"component": "dispatcher", "name": "io", ...}, ...]}
 

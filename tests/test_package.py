@@ -30,10 +30,13 @@ class TestPackage:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert json.loads(out.stdout) == []
 
-    def test_changelog_has_the_unreleased_heading(self):
-        """CHANGES.rst carries the heading of the version under development."""
+    def test_changelog_opens_with_the_version_under_development(self):
+        """CHANGES.rst's first heading is the package's version, unreleased (0.2.0.dev0 -> 0.2.0)."""
+        from greenworks._version import __version__
+
         with open(os.path.join(ROOT, "CHANGES.rst"), encoding="utf-8") as f:
-            assert "0.1.0 (unreleased)" in f.read()
+            headings = [line for line in f.read().splitlines() if line.endswith("(unreleased)")]
+        assert headings[0] == "%s (unreleased)" % __version__.partition(".dev")[0]
 
     def test_readme_opens_with_the_two_commands(self):
         """README.rst starts with `make demo` then `make test`, before any other command."""
