@@ -276,6 +276,16 @@ def submit(bench):
 # -- one wake-up per task -----------------------------------------------------
 
 
+def wakeup_loop(put, task, wakeups):
+    """Time *wakeups* rounds of ``put(task)`` then ``gevent.sleep(0)``: one worker woken per round."""
+    watch = Stopwatch()
+    for _ in range(wakeups):
+        put(task)
+        gevent.sleep(0)
+    watch.stop()
+    return watch
+
+
 @scenario(
     "wakeup",
     "one wake-up per task with 10 / 1,000 / 10,000 idle workers: dispatch + sleep(0) vs raw SimpleQueue",
@@ -303,12 +313,7 @@ def wakeup(bench):
         tally.n += 1
 
     def loop(put):
-        watch = Stopwatch()
-        for _ in range(wakeups):
-            put(task)
-            gevent.sleep(0)
-        watch.stop()
-        return watch
+        return wakeup_loop(put, task, wakeups)
 
     def make_greenworks(idle):
         def greenworks():

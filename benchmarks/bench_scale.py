@@ -34,7 +34,14 @@ import gevent
 from gevent.pool import Pool
 
 from benchmarks._harness import Measured, Stopwatch, scenario
-from benchmarks.bench_dispatcher import DISPATCHER, RawQueuePool, Tally, _drain, _started_dispatcher
+from benchmarks.bench_dispatcher import (
+    DISPATCHER,
+    RawQueuePool,
+    Tally,
+    _drain,
+    _started_dispatcher,
+    wakeup_loop,
+)
 from benchmarks.bench_runner import RUNNER, ParkedWorker, RawReconciler, make_tasks
 from benchmarks.bench_runner import Tally as RunnerTally
 
@@ -142,12 +149,7 @@ def _wakeup_curve(bench, idles, wakeups, once_above):
         tally.n += 1
 
     def loop(put):
-        watch = Stopwatch()
-        for _ in range(wakeups):
-            put(task)
-            gevent.sleep(0)
-        watch.stop()
-        return watch
+        return wakeup_loop(put, task, wakeups)
 
     for idle in idles:
 
