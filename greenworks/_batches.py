@@ -13,8 +13,10 @@ spawned) only when a job is queued and no other worker is already on its
 way; a worker that takes a job while more wait wakes the next one before
 running its own, so a job that blocks never holds up the queue, and trivial
 jobs run back to back on one worker with no switch. Every queued job holds a
-slot, so at most ``limit`` workers ever exist. Workers retire when no batch
-is live.
+slot, so at most ``limit`` workers ever exist. When no batch is live the
+workers retire but one, which stays parked for the next tick (spawning a
+greenlet per tick would put its cost before every tick's first job); a
+stop retires it too.
 
 A worker is named ``greenworks.jobs[<job id>]`` while it runs a job, so
 ``gevent.util.format_run_info()`` and `greenworks.monitor` show what runs.
@@ -123,7 +125,9 @@ class BatchRunner:
         self._slot = Event()  # set whenever a slot frees (or on stop)
         self._ready: collections.deque[_Batch] = collections.deque()  # a batch per job holding a slot
         self._batches: set[Any] = set()  # live batch greenlets
-        self.idle = Event()  # set while no batch and no worker is live
+        # Set while no batch is live and, once stopping, no worker either (a warm parked one
+        # does not count before that).
+        self.idle = Event()
         self.idle.set()
         self._stopped = Event()  # set by stop(): ends a jitter delay early
         self._batch_seq = 0
@@ -148,6 +152,11 @@ class BatchRunner:
         self._stopped.set()
         if cancel:
             self._pool.close()
+        pool = self._pool
+        if not self._batches and pool.workers:
+            # The warm worker (and one on its way to park) leave now; the last one out sets idle.
+            self.idle.clear()
+            pool.retire(len(pool.workers))
 
     def greenlets(self) -> list[Any]:
         """The live batch and worker greenlets."""
@@ -210,8 +219,11 @@ class BatchRunner:
             batches = self._batches
             batches.discard(getcurrent())
             if not batches:
-                self._pool.retire(len(self._pool.idle))
-                if not self._pool.workers:
+                pool = self._pool
+                # Every job has finished: the workers are parked (or about to park, without
+                # switching). One stays warm for the next batch unless stopping.
+                pool.retire(len(pool.idle) - (0 if self.stopping else 1))
+                if not self.stopping or not pool.workers:
                     self.idle.set()
 
     def last_run(self, job_id: str) -> tuple[float, float, BaseException | None] | None:
@@ -426,7 +438,10 @@ class BatchRunner:
                         if not self._feed(waiting, _WORKER) or ready:
                             break
             me.name = idle_name
-            if not self._batches or worker.retire:
+            if worker.retire:
+                return
+            if not self._batches and (self.stopping or pool.idle):
+                # Between batches one parked worker is enough (and none once stopping).
                 return
             pool.park(worker)
             if worker.retire and not ready:

@@ -103,6 +103,11 @@ class Timetable:
         # do) cost one heap entry, not one each.
         self._buckets: dict[float, list[tuple[int, Entry]]] = {}
         self._keys: list[float] = []
+        # The polled, unpaused entries' jobs and ids, in order, built once per
+        # change rather than on every tick (a tick of 1,000 polled jobs would
+        # otherwise walk 1,000 entries before asking the first is_run).
+        # The third item: whether any entry is polled (paused ones too).
+        self._polled: tuple[list[Any], list[str], bool] | None = None
 
     # -- membership ------------------------------------------------------------
 
@@ -132,13 +137,20 @@ class Timetable:
                     if state.next_due is not None:
                         entry.next_due = state.next_due.timestamp()
         self.entries[job_id] = entry
+        self._polled = None
         self._push(entry)
         return entry
+
+    def move_to_end(self, job_id: str) -> None:
+        """Put the entry of *job_id* last (polled jobs are asked in the order of the entries)."""
+        self.entries[job_id] = self.entries.pop(job_id)
+        self._polled = None
 
     def remove(self, job_id: str) -> Entry | None:
         entry = self.entries.pop(job_id, None)
         if entry is not None:
             entry.version += 1
+            self._polled = None
             if self.store is not None:
                 self.store.remove(job_id)
         return entry
@@ -150,6 +162,7 @@ class Timetable:
     def set_paused(self, entry: Entry, paused: bool, now: float) -> None:
         """Pause or resume *entry*; a resumed job is next due after *now* (missed times are not run)."""
         entry.paused = paused
+        self._polled = None
         if self.store is not None:
             self.store.set_paused(entry.id, paused)
         if not paused and not entry.polled:
@@ -177,6 +190,31 @@ class Timetable:
     def polled(self) -> list[Entry]:
         """The entries asked on every tick, in the order they were added."""
         return [entry for entry in self.entries.values() if entry.polled]
+
+    def polled_jobs(self) -> tuple[list[Any], list[str]]:
+        """The jobs and ids of the polled entries not paused, in order. Never switches.
+
+        Built once per change to the entries and shared: the caller must not modify the lists.
+        """
+        polled = self._polled or self._build_polled()
+        return polled[0], polled[1]
+
+    def has_polled(self) -> bool:
+        """Whether any entry is polled (paused ones too: their ticks still pass and are reported)."""
+        return (self._polled or self._build_polled())[2]
+
+    def _build_polled(self) -> tuple[list[Any], list[str], bool]:
+        jobs: list[Any] = []
+        ids: list[str] = []
+        any_polled = False
+        for entry in self.entries.values():
+            if entry.polled:
+                any_polled = True
+                if not entry.paused:
+                    jobs.append(entry.job)
+                    ids.append(entry.id)
+        self._polled = (jobs, ids, any_polled)
+        return self._polled
 
     def earliest(self) -> float | None:
         """The earliest due time of a scheduled entry (POSIX), or None.

@@ -386,13 +386,15 @@ class JobRunner:
         """
         jobs = _check_jobs("jobs", jobs)
         ids = []
+        seen = set()
         for item in jobs:
             job_id = item.get_id()
-            if job_id in ids:
+            if job_id in seen:
                 raise invalid_argument("jobs", job_id, "unique job ids (this one is listed twice)")
             ids.append(job_id)
+            seen.add(job_id)
         entries = self._table.entries
-        for job_id in [j for j in entries if j not in ids]:
+        for job_id in [j for j in entries if j not in seen]:
             self._table.remove(job_id)
         for item, job_id in zip(jobs, ids, strict=True):
             entry = entries.get(job_id)
@@ -400,7 +402,7 @@ class JobRunner:
                 self._add(item, job_id)
             else:
                 # Kept: move it to the end, so the set's order is the order given.
-                entries[job_id] = entries.pop(job_id)
+                self._table.move_to_end(job_id)
 
     def _entry(self, job_id: Any) -> Any:
         entry = self._table.entries.get(job_id)
@@ -546,7 +548,7 @@ class JobRunner:
         return at.astimezone(zone or self._zone())
 
     def _polling(self) -> bool:
-        return bool(self._fifo) or any(entry.polled for entry in self._table.entries.values())
+        return bool(self._fifo) or self._table.has_polled()
 
     def _next_wake_us(self) -> int | None:
         target = self._next_index * self._tick_us if self._polling() else None
@@ -634,16 +636,11 @@ class JobRunner:
                 self._table.remove(entry.id)
         legacy = None
         if boundary is not None:
-            jobs = []
             # The timetable knows their ids (it keyed them by get_id()); pushed jobs are asked.
-            known = []
-            for entry in self._table.entries.values():
-                if entry.polled and not entry.paused:
-                    jobs.append(entry.job)
-                    known.append(entry.id)
+            jobs, known = self._table.polled_jobs()
             popped = bool(self._fifo)
             if popped:
-                jobs.extend(self._fifo.pop(0))
+                jobs = jobs + self._fifo.pop(0)  # the timetable's list is shared: not extended
                 self._space.set()
             if jobs or popped:
                 legacy = self._prepare(at, jobs, claim=self._leadership.lock is not None, known=known)

@@ -1127,6 +1127,11 @@ def worker_greenlets():
     return [g for g in _greenlets.alive() if g.name.startswith("greenworks.jobs[") and ":" not in g.name]
 
 
+def parked_workers():
+    """The runner's worker greenlets not running a job (they carry their idle name)."""
+    return [g for g in _greenlets.alive() if g.name.startswith("greenworks.jobs[jobs:worker ")]
+
+
 class TestWorkers:
     def test_trivial_jobs_share_workers_not_one_greenlet_each(self, clock, runners, monkeypatch):
         """1,000 jobs that never block run on at most 2 worker greenlets, not one greenlet per job."""
@@ -1172,18 +1177,41 @@ class TestWorkers:
         gate.set()
         assert sorted(i.id for i in handle.get().items) == ["q0", "q1", "q2", "q3", "q4", "slow"]
 
-    def test_workers_retire_once_no_batch_is_live(self, clock, runners):
-        """After a tick's batch finished, only the tick greenlet is left; the next tick gets workers again."""
+    def test_one_worker_stays_warm_between_batches(self, clock, runners):
+        """After a batch, the workers retire but one, which runs the next tick; stop retires it too."""
         r = runners()
+        gate = runners.gate()
+        gated = [Gated("g%d" % i, gate) for i in range(3)]
+        handle = r.push_and_await(gated)
+        settle()
+        assert all(g.started.is_set() for g in gated)
+        assert len(worker_greenlets()) == 3  # each blocking job got its own worker
+        gate.set()
+        handle.get()
+        settle()
+        (warm,) = parked_workers()
+        assert runner_greenlets() == ["greenworks.jobs[jobs:tick]", warm.name]
         recs = [Recorder("j%d" % i, clock) for i in range(20)]
         r.set_jobs(recs)
         clock.advance(60)
         settle()
-        assert runner_greenlets() == ["greenworks.jobs[jobs:tick]"]
+        assert parked_workers() == [warm]  # the same greenlet ran the tick: no spawn per tick
         clock.advance(60)
         settle()
-        assert runner_greenlets() == ["greenworks.jobs[jobs:tick]"]
+        assert parked_workers() == [warm]
         assert all(rec.runs == [minute(1), minute(2)] for rec in recs)
+        assert r.stop(timeout=5) is True
+        assert warm.dead and runner_greenlets() == []
+
+    def test_stop_between_batches_retires_the_warm_worker(self, clock, runners):
+        """stop(wait=False) then wait(): the parked worker leaves and wait() sees nothing left."""
+        r = runners()
+        r.push_and_await([Recorder("once", clock)]).get()
+        settle()
+        (warm,) = parked_workers()
+        r.stop(wait=False)
+        assert r.wait(timeout=5) is True
+        assert warm.dead and runner_greenlets() == []
 
     def test_worker_killed_mid_job_frees_its_slot_and_the_batch(self, clock, runners):
         """A worker killed while running a job frees its slot and in-flight id; the batch still ends."""
