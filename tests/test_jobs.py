@@ -258,6 +258,35 @@ class TestTicks:
         finally:
             r.stop_and_wait()
 
+    def test_polled_jobs_follow_every_change_to_the_set(self, clock, runners):
+        """Each tick asks the polled jobs as they are now: reordered, paused, resumed, removed, added."""
+        r = runners(None, 1)  # one at a time: runs are in the order the jobs were asked
+        order = []
+
+        class Asked(Recorder):
+            def is_run(self, now):
+                order.append(self.id)
+                return True
+
+        a, b, c = (Asked(i, clock) for i in "abc")
+        r.set_jobs([a, b, c])
+        clock.advance(60)
+        settle()
+        assert order == ["a", "b", "c"]
+        checks = [
+            (lambda: r.set_jobs([c, a, b]), ["c", "a", "b"]),
+            (lambda: r.pause_job("a"), ["c", "b"]),
+            (lambda: r.resume_job("a"), ["c", "a", "b"]),
+            (lambda: r.remove_job("c"), ["a", "b"]),
+            (lambda: r.set_jobs([a, b, Asked("d", clock)]), ["a", "b", "d"]),
+        ]
+        for change, expected in checks:
+            change()
+            del order[:]
+            clock.advance(60)
+            settle()
+            assert order == expected
+
     def test_each_tick_takes_at_most_one_batch(self, clock, runners):
         """[MATCH] Each tick takes at most one batch from the FIFO, oldest first."""
         r = runners()
