@@ -7,9 +7,9 @@ component's `Lifecycle` sets itself there), and remembers it in one process-wide
 of weak references. That registry is the only one: a component's own
 greenlets, and the component a greenlet belongs to, are read from the
 greenlet's ``owner`` rather than kept in more weak sets (each entry of one
-costs about 170 bytes per greenlet and a Python-level insertion per spawn).
+costs about 180 bytes per greenlet and a Python-level insertion per spawn).
 The registry is a dict used as an ordered set, keyed by the weak references
-themselves: a dict entry is about half the bytes of a set entry at these
+themselves: a dict entry is under half the bytes of a set entry at these
 sizes, and a spawn adds it in C. Being weak, it never keeps a dead greenlet,
 even one killed before it ever started: the reference's callback removes it.
 Its greenlets record no spawning stack: gevent keeps, for each greenlet, up
