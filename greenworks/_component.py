@@ -7,9 +7,10 @@ same way:
 
 - its name, clock and logger, checked once;
 - its :class:`State` and the moment it started;
-- spawning its greenlets, named and tracked twice: in the process-wide
-  registry the test suite checks for leaks, and in the component's own set,
-  so ``stop()`` can tell its own greenlets from the caller's
+- spawning its greenlets, named and tracked once, in the process-wide
+  registry of `greenworks._greenlets` the test suite checks for leaks; each
+  greenlet records the Lifecycle that spawned it (its ``owner``), so
+  ``stop()`` can tell its own greenlets from the caller's
   (:meth:`Lifecycle.check_not_own`) and prove none is left;
 - the join-then-kill escalation of ``stop(timeout)`` (:meth:`Lifecycle.finish`);
 - the header of every ``snapshot()`` (:meth:`Lifecycle.header`);
@@ -85,23 +86,31 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.datetime.fromtimestamp(timestamp, _UTC).isoformat()
 
 
-# Greenlet -> the Lifecycle that spawned or adopted it, process-wide, so that
-# `greenworks.monitor` can name the component of whatever greenlet blocked the
-# hub in one dict lookup. Weak on the greenlet: an entry goes with it.
-_owners: "weakref.WeakKeyDictionary[Greenlet, Lifecycle]" = weakref.WeakKeyDictionary()
+# Greenlet -> the Lifecycle that last adopted it (`Lifecycle.adopt`), process-wide.
+# Only adopted greenlets are here (a ClusterRunner adopts its inner Runner's
+# workers): a spawned greenlet's Lifecycle is its ``owner`` attribute. Weak on
+# the greenlet: an entry goes with it.
+_adopters: "weakref.WeakKeyDictionary[Any, Lifecycle]" = weakref.WeakKeyDictionary()
 
 
 def owner_of(greenlet: Any) -> "Lifecycle | None":
-    """Return the `Lifecycle` whose component spawned (or adopted) *greenlet*, or None.
+    """Return the `Lifecycle` whose component spawned (or last adopted) *greenlet*, or None.
 
     O(1); never switches. None for a greenlet no component tracks (the
     caller's, gevent's, or one spawned before its component composed a
     Lifecycle).
     """
-    try:
-        return _owners.get(greenlet)
-    except TypeError:  # not weak-referenceable: nobody's
-        return None
+    if _adopters:
+        try:
+            adopter = _adopters.get(greenlet)
+        except TypeError:  # not weak-referenceable: nobody's
+            return None
+        if adopter is not None:
+            return adopter
+    if _greenlets.spawned_here(greenlet):
+        owner: Lifecycle | None = greenlet.owner
+        return owner
+    return None
 
 
 def _all_dead(greenlets: list[Greenlet]) -> Event:
@@ -135,7 +144,7 @@ class Lifecycle:
     :raises InvalidArgument: for a bad name, clock or logger, naming it.
     """
 
-    __slots__ = ("owner", "kind", "name", "clock", "logger", "state", "started_at", "_own", "_stopped")
+    __slots__ = ("owner", "kind", "name", "clock", "logger", "state", "started_at", "_adopted", "_stopped")
 
     def __init__(
         self, owner: Any, kind: str, name: Any, clock: ClockLike | None, logger: Any, default_logger: str
@@ -148,7 +157,8 @@ class Lifecycle:
         self.state = State.NEW
         #: POSIX time of the last start (the clock's), or None.
         self.started_at: float | None = None
-        self._own: weakref.WeakSet[Greenlet] = weakref.WeakSet()
+        # The greenlets this component adopted (rare: created on the first adopt).
+        self._adopted: weakref.WeakSet[Any] | None = None
         self._stopped = Event()
         self._stopped.set()
 
@@ -178,29 +188,55 @@ class Lifecycle:
     # -- greenlets -------------------------------------------------------------
 
     def spawn(self, name: str, func: Callable[..., Any], *args: Any) -> Greenlet:
-        """Start ``func(*args)`` in a greenlet called *name*, tracked here and process-wide.
+        """Start ``func(*args)`` in a greenlet called *name*, owned by this Lifecycle, tracked process-wide.
 
         Never switches: the greenlet runs at the next switch.
         """
         greenlet = _greenlets.spawn(name, func, *args)
-        self._own.add(greenlet)
-        _owners[greenlet] = self
+        greenlet.owner = self
         return greenlet
 
     def adopt(self, greenlet: Greenlet) -> Greenlet:
-        """Track a greenlet spawned by other means (already in the process-wide registry)."""
-        self._own.add(greenlet)
-        _owners[greenlet] = self
+        """Track a greenlet spawned by other means (or by another component) as this one's too.
+
+        From then on it is in :meth:`alive` and :meth:`is_own` here, and
+        `owner_of` names this Lifecycle; the component that spawned it still
+        counts it as its own. Never switches.
+
+        :raises TypeError: *greenlet* is not weak-referenceable.
+        """
+        if self._adopted is None:
+            self._adopted = weakref.WeakSet()
+        self._adopted.add(greenlet)
+        _adopters[greenlet] = self
         return greenlet
 
     def alive(self) -> list[Greenlet]:
-        """Return this component's greenlets that have not ended."""
-        return [g for g in list(self._own) if not g.dead]
+        """Return this component's greenlets that have not ended.
+
+        O(greenlets greenworks spawned): for ``stop()``, not for a hot path.
+        """
+        greenlets = _greenlets.owned_by(self)
+        if self._adopted:
+            spawned = set(greenlets)
+            greenlets.extend(g for g in list(self._adopted) if not g.dead and g not in spawned)
+        return greenlets
 
     def is_own(self, greenlet: Any = None) -> bool:
-        """Whether *greenlet* (default: the current one) was spawned by this component."""
+        """Whether *greenlet* (default: the current one) was spawned or adopted by this component.
+
+        O(1); never switches.
+        """
         greenlet = getcurrent() if greenlet is None else greenlet
-        return greenlet in self._own
+        if _greenlets.spawned_here(greenlet) and greenlet.owner is self:
+            return True
+        adopted = self._adopted
+        if not adopted:
+            return False
+        try:
+            return greenlet in adopted
+        except TypeError:  # not weak-referenceable: never adopted
+            return False
 
     def check_not_own(self, method: str) -> None:
         """Raise `ReentrantStopError` if the calling greenlet is one of this component's.
@@ -208,7 +244,7 @@ class Lifecycle:
         :raises ReentrantStopError: naming the component and *method*.
         """
         current = getcurrent()
-        if current in self._own and not current.dead:
+        if self.is_own(current) and not current.dead:
             raise ReentrantStopError(
                 "%s %r: %s() called from its own greenlet %s, which it would wait for;"
                 " call it from another greenlet"

@@ -176,7 +176,7 @@ def attribute(greenlet: Any, greenlet_name: str) -> tuple[Any, str | None, str |
     inside = match.group(2) if match else None
     if life is not None:
         kind, component_name, component = life.kind, life.name, life.owner
-    elif match is not None and greenlet in _greenlets._spawned:
+    elif match is not None and _greenlets.spawned_here(greenlet):
         kind, component_name, component = match.group(1), match.group(1), None
     else:
         return None, None, None, True

@@ -47,6 +47,7 @@ import enum
 import itertools
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
+from types import MethodType
 from typing import Any
 
 import gevent
@@ -154,10 +155,13 @@ _LIVE = (WorkerState.STARTING, WorkerState.RUNNING, WorkerState.STOPPING)
 
 
 class _Slot:
-    """One worker of one task: its greenlet, context and lifecycle record."""
+    """One worker of one task: its greenlet, context and lifecycle record.
+
+    One per live worker, so it holds no more than it must: ten slots, 112
+    bytes (the runner is not kept, and "finished" is ``exited_at`` being set).
+    """
 
     __slots__ = (
-        "runner",
         "task",
         "worker",
         "ctx",
@@ -168,11 +172,9 @@ class _Slot:
         "error",
         "kill_timer",
         "waiters",
-        "finished",
     )
 
-    def __init__(self, runner: "Runner", task: Any) -> None:
-        self.runner = runner
+    def __init__(self, task: Any) -> None:
         self.task = task
         self.worker: Any = None
         self.ctx: Context | None = None
@@ -183,10 +185,6 @@ class _Slot:
         self.error: BaseException | None = None
         self.kill_timer: TimerHandleLike | None = None
         self.waiters: list[_Waiter] | None = None
-        self.finished = False
-
-    def on_exit(self, _greenlet: object = None) -> None:
-        self.runner._slot_exited(self)
 
     def info(self, tz: datetime.tzinfo | None) -> WorkerInfo:
         # Times are kept as POSIX floats (cheap on the hot path) and only
@@ -282,6 +280,9 @@ class Runner:
         self._stopping: dict[Any, list[_Slot]] = {}
         # task -> _Slot: desired tasks whose greenlet ended (only consulted with restart_exited).
         self._exited: dict[Any, _Slot] = {}
+        # Every worker greenlet runs this one bound method: binding it per
+        # spawn would cost each parked worker 64 bytes.
+        self._worker_main = self._run_worker
         # A Runner works from construction: there is nothing to start.
         life.started()
 
@@ -476,7 +477,7 @@ class Runner:
 
     def _start(self, task: Any) -> None:
         """Create, register and spawn the worker for *task*, which is (re)added now."""
-        slot = _Slot(self, task)
+        slot = _Slot(task)
         try:
             worker = self._new_worker(task)
             # Duck-typed on purpose (an IWorker need not declare it); cheaper
@@ -486,6 +487,11 @@ class Runner:
                 if not callable(worker):
                     raise invalid_argument("new_worker(task)", worker, "an IWorker or a callable f(ctx)")
                 run = worker
+            elif type(run) is MethodType and run.__self__ is worker:
+                # An ordinary run method: the greenlet calls worker.run(ctx)
+                # itself, which binds nothing, rather than keeping this bound
+                # method (64 bytes) for as long as the worker is parked.
+                run = None
         except Exception as exc:
             # Tracked as failed, like a worker whose run raised: visible in
             # status(), retried by restart_exited, never lost silently.
@@ -503,13 +509,14 @@ class Runner:
         self._active[task] = slot
         slot.greenlet = self._life.spawn(
             "greenworks.%s[%s]" % (self._name, _short_repr(task)),
-            self._run_worker,
+            self._worker_main,
             slot,
             run,
             previous,
         )
 
-    def _run_worker(self, slot: _Slot, run: Callable[[Context], object], previous: Any) -> None:
+    def _run_worker(self, slot: _Slot, run: Callable[[Context], object] | None, previous: Any) -> None:
+        """The body of every worker greenlet; *run* is None for ``slot.worker.run``."""
         try:
             if previous is not None:
                 # An older worker of an equal task is still exiting: never overlap it.
@@ -519,7 +526,10 @@ class Runner:
             slot.started_at = self._clock.time()
             self._life.emit(WorkerStarted, slot.task)
             try:
-                run(slot.ctx)
+                if run is None:
+                    slot.worker.run(slot.ctx)
+                else:
+                    run(slot.ctx)
             except Exception as exc:
                 slot.state = WorkerState.FAILED
                 slot.error = exc
@@ -537,9 +547,9 @@ class Runner:
             self._slot_exited(slot)
 
     def _slot_exited(self, slot: _Slot) -> None:
-        if slot.finished:
+        if slot.exited_at is not None:
+            # Already counted (a killed worker's link after its own finally).
             return
-        slot.finished = True
         slot.exited_at = self._clock.time()
         if slot.kill_timer is not None:
             slot.kill_timer.cancel()
@@ -587,7 +597,7 @@ class Runner:
                 self._stop_timeout,
             )
             greenlet.kill(GreenletExit, block=False)
-            greenlet.rawlink(slot.on_exit)
+            greenlet.rawlink(lambda _greenlet: self._slot_exited(slot))
 
     def _wait_for(self, slots: Sequence[_Slot], ctx: Context | None, timeout: float | None) -> None:
         if ctx is not None and ctx.err is not None:

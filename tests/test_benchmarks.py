@@ -263,6 +263,29 @@ class TestOtherScenarios:
             for name, reps in works(result, group).items():
                 assert all(w["done"] == count and w["total_bytes"] > 0 for w in reps), (group, name)
 
+    def test_memory_judges_each_component_against_its_own_raw_baseline(self):
+        """The Runner is judged against a raw greenlet parked in a Python worker function, the
+        Dispatcher against one parked in a C method; the Runner against the latter is a note."""
+        result = tiny("memory")
+        assert set(works(result)) == {
+            "greenworks Dispatcher",
+            "greenworks Runner",
+            "raw parked greenlets",
+            "raw parked Python workers",
+        }
+        rss = {name: entry["median"] for name, entry in result["measurements"]["rss"].items()}
+        targets = {t["target"]: t for t in result["targets"]}
+        assert sorted(targets) == [
+            "dispatcher RSS bytes/worker vs raw parked",
+            "runner RSS bytes/worker vs raw parked Python worker",
+        ]
+        runner = targets["runner RSS bytes/worker vs raw parked Python worker"]
+        assert runner["value"] == pytest.approx(rss["greenworks Runner"] / rss["raw parked Python workers"])
+        dispatcher = targets["dispatcher RSS bytes/worker vs raw parked"]
+        raw = rss["raw parked greenlets"]
+        assert dispatcher["value"] == pytest.approx(rss["greenworks Dispatcher"] / raw)
+        assert any(note.startswith("runner vs raw parked greenlets") for note in result["notes"])
+
     def test_taskmanager_runs_every_named_task(self):
         """Every named task ran once and the manager kept its workers."""
         result = tiny("taskmanager")

@@ -4,13 +4,15 @@ The one lifecycle (issue 15): every component provides IComponent, works in a
 of its own greenlets is refused (issue 14 item 4).
 """
 
+import gc
+
 import gevent
 import pytest
 from gevent.event import Event
 from zope.interface.verify import verifyClass, verifyObject
 
 from greenworks import Dispatcher, JobRunner, ReentrantStopError, Runner, State, TaskManager, _greenlets, job
-from greenworks._component import Lifecycle
+from greenworks._component import Lifecycle, owner_of
 from greenworks.exceptions import Canceled, InvalidArgument
 from greenworks.interfaces import IComponent
 from greenworks.testing import settle
@@ -267,3 +269,75 @@ class TestLifecycle:
             Lifecycle(object(), "thing", "", clock, None, "greenworks.test")
         with pytest.raises(InvalidArgument, match="logger"):
             Lifecycle(object(), "thing", "x", clock, "not a logger", "greenworks.test")
+
+
+class TestTracking:
+    """One registry (issue 21): each greenlet records its Lifecycle; only adoption keeps more."""
+
+    def test_a_spawned_greenlet_names_its_lifecycle(self, clock):
+        """owner_of, is_own and alive() all read the greenlet's owner; other greenlets are nobody's."""
+        life = Lifecycle(object(), "thing", "a", clock, None, "greenworks.test")
+        other = Lifecycle(object(), "thing", "b", clock, None, "greenworks.test")
+        gate = Event()
+        mine = life.spawn("greenworks.thing[a]", gate.wait)
+        theirs = other.spawn("greenworks.thing[b]", gate.wait)
+        plain = _greenlets.spawn("greenworks.plain", gate.wait)
+        foreign = gevent.spawn(gate.wait)
+        settle()
+        assert owner_of(mine) is life and owner_of(theirs) is other
+        assert owner_of(plain) is None and owner_of(foreign) is None and owner_of(object()) is None
+        assert life.is_own(mine) and not life.is_own(theirs) and not life.is_own(plain)
+        assert not life.is_own(foreign) and not life.is_own(object())
+        assert life.alive() == [mine] and other.alive() == [theirs]
+        gate.set()
+        gevent.joinall([mine, theirs, plain, foreign])
+        assert life.alive() == [] and life.is_own(mine)  # a dead greenlet still remembers its owner
+
+    def test_an_adopted_greenlet_belongs_to_both_and_is_named_after_the_adopter(self, clock):
+        """adopt() (a ClusterRunner adopting its inner Runner's workers, or any gevent greenlet):
+        both components count it as their own; owner_of names the adopter."""
+        spawner = Lifecycle(object(), "runner", "inner", clock, None, "greenworks.test")
+        adopter = Lifecycle(object(), "cluster", "outer", clock, None, "greenworks.test")
+        gate = Event()
+        worker = spawner.spawn("greenworks.inner[k]", gate.wait)
+        foreign = gevent.spawn(gate.wait)
+        assert adopter.adopt(worker) is worker and adopter.adopt(foreign) is foreign
+        settle()
+        assert owner_of(worker) is adopter and owner_of(foreign) is adopter
+        assert spawner.is_own(worker) and adopter.is_own(worker) and adopter.is_own(foreign)
+        assert spawner.alive() == [worker]
+        assert sorted(adopter.alive(), key=id) == sorted([worker, foreign], key=id)
+        gate.set()
+        gevent.joinall([worker, foreign])
+        assert adopter.alive() == []
+
+    def test_check_not_own_refuses_a_greenlet_adopted_from_another_component(self, clock):
+        """Stopping either component from the shared greenlet is refused, not a wait for itself."""
+        spawner = Lifecycle(object(), "runner", "inner", clock, None, "greenworks.test")
+        adopter = Lifecycle(object(), "cluster", "outer", clock, None, "greenworks.test")
+
+        def body():
+            adopter.adopt(gevent.getcurrent())
+            refused = []
+            for life in (spawner, adopter):
+                try:
+                    life.check_not_own("stop")
+                except ReentrantStopError:
+                    refused.append(life.name)
+            return refused
+
+        assert spawner.spawn("greenworks.inner[k]", body).get(timeout=5) == ["inner", "outer"]
+        spawner.check_not_own("stop")  # from the test's greenlet: allowed
+
+    def test_the_registry_keeps_no_dead_greenlet(self, clock):
+        """A greenlet killed before it ever ran, once dropped, leaves no entry behind."""
+        life = Lifecycle(object(), "thing", "a", clock, None, "greenworks.test")
+        gc.collect()  # earlier tests' dead greenlets
+        before = len(_greenlets._spawned)
+        greenlet = life.spawn("greenworks.thing[never]", gevent.sleep, 3600)
+        assert len(_greenlets._spawned) == before + 1 and _greenlets.alive()[-1] is greenlet
+        greenlet.kill()
+        assert greenlet.dead and greenlet not in _greenlets.alive()
+        del greenlet
+        gc.collect()
+        assert len(_greenlets._spawned) == before

@@ -115,6 +115,38 @@ class TestCancel:
         assert seen.wait(1)
 
 
+class TestDoneIsCreatedOnDemand:
+    """A context's Event exists only once something reads ``done`` or waits (issue 21)."""
+
+    def test_a_context_nobody_waits_on_has_no_event(self):
+        """Deriving, reading err and cancelling (a parent with children too) create no Event."""
+        parent = with_cancel()
+        child = with_cancel(parent)
+        assert child.err is None and not child.is_done()
+        parent.cancel()
+        assert child.is_done() and child.err is parent.err
+        assert parent._done is None and child._done is None
+
+    def test_done_read_after_the_cancel_is_already_set(self):
+        """The Event created after the context ended is set, and it is the same Event every time."""
+        parent = with_cancel()
+        child = with_timeout(parent, 60)
+        parent.cancel()
+        done = child.done
+        assert done.is_set() and child.done is done
+        assert child.wait(0) and child.wait() and not child.sleep(1.0)
+
+    def test_an_event_read_before_the_cancel_is_set_by_it_and_wakes_a_waiter(self):
+        """A waiter parked on done before the cancel wakes when a parent is cancelled."""
+        parent = with_cancel()
+        child = with_cancel(parent)
+        waiter = gevent.spawn(child.wait)
+        gevent.sleep(0)
+        assert child._done is not None and not child.done.is_set()
+        parent.cancel()
+        assert child.done.is_set() and waiter.get(timeout=5) is True
+
+
 class TestRaiseIfDone:
     def test_raise_if_done_is_silent_while_live(self):
         """raise_if_done() returns None on a live context."""
