@@ -428,7 +428,12 @@ class BatchRunner:
                     if self._slot_waiters:
                         self._slot.set()
                     if instances:
-                        self._release(job_id)
+                        # _release, inlined: once per job.
+                        count = instances.get(job_id, 0) - 1
+                        if count > 0:
+                            instances[job_id] = count
+                        else:
+                            instances.pop(job_id, None)
                     batch.pending -= 1
                     if not batch.pending and batch.done is not None:
                         batch.done.set()
