@@ -300,11 +300,18 @@ class BatchRunner:
         jobs = batch.jobs
         cursor = self._cursor
         counted = self._counted
+        # The position already counted in `instances` while it waited for a slot, if any:
+        # only the first job looked at can be, so the loop keeps no dict entry per job.
+        waited = counted.pop(batch, None) if counted else None
+        # Read once, and again after each call that may switch (only then can they change):
+        # `running` is written back before such a call, and at the end.
+        running = self.running
+        stopping = self.stopping
         try:
             while position < end:
                 job_id = ids[position]
                 most = getattr(jobs[position], "max_instances", None) or default
-                if most is not None and counted.get(batch) != position:
+                if most is not None and waited != position:
                     # Only jobs with a limit are counted: the common unlimited job costs nothing here.
                     count = instances.get(job_id, 0)
                     if count >= most:
@@ -316,30 +323,36 @@ class BatchRunner:
                         if mode == _WORKER:
                             return False
                         cursor[batch] = position + 1
+                        self.running = running
                         self._skip(batch, position, job_id, reason)
                         # on_skip and the event's subscribers may switch, and a worker go on meanwhile.
+                        running, stopping = self.running, self.stopping
                         position = cursor[batch]
                         continue
                     # Counted from now on, also while it waits for a slot (in_flight_ids lists it).
                     instances[job_id] = count + 1
-                    counted[batch] = position
+                waited = None
                 # A stop wins over a free slot: checked first, every time.
-                if self.stopping:
+                if stopping:
                     if mode != _WALKER:
+                        if most is not None:
+                            counted[batch] = position  # counted: the batch greenlet releases it
                         return False
                     cursor[batch] = position + 1
-                    if counted.pop(batch, None) == position:
+                    if most is not None:
                         self._release(job_id)
                     now = self._clock.time()
                     batch.finish(position, None, ShuttingDownError(), now, now)
+                    self.running = running
                     self._life.emit(JobSkipped, job_id, batch.at, "limit")
+                    running, stopping = self.running, self.stopping
                     position = cursor[batch]
                     continue
-                if self.running >= limit:
+                if running >= limit:
+                    if most is not None:
+                        counted[batch] = position
                     return False
-                if most is not None:
-                    del counted[batch]
-                self.running += 1
+                running += 1
                 batch.pending += 1
                 handed.append(position)
                 ready.append(batch)
@@ -347,6 +360,7 @@ class BatchRunner:
             return True
         finally:
             cursor[batch] = position
+            self.running = running
 
     def _work(self, worker: Any) -> None:
         pool = self._pool
@@ -359,6 +373,10 @@ class BatchRunner:
         names = self._names
         pool.started(worker)
         while True:
+            # Read once per wake-up rather than once or twice per job: zope.event's
+            # list is changed in place by subscribing, and on_run is fixed.
+            subscribers = zope.event.subscribers
+            on_run = self._on_run
             # The end of the last job is the start of the next one while this
             # worker runs jobs back to back without switching (no event
             # subscriber, no on_run): one clock read per job instead of two.
@@ -375,7 +393,7 @@ class BatchRunner:
                         names.clear()
                     name = names[job_id] = "greenworks.jobs[%s]" % job_id
                 me.name = name
-                if zope.event.subscribers:
+                if subscribers:
                     last_end = None
                     self._life.emit(JobStarted, job_id, batch.at)
                 job = batch.jobs[position]
@@ -408,15 +426,15 @@ class BatchRunner:
                     batch.started[position] = started_at
                     batch.ended[position] = ended_at
                     batch.finished.append(position)
-                    if zope.event.subscribers:
+                    if subscribers:
                         last_end = None
                         lateness = max(0.0, started_at - batch.at.timestamp())
                         self._life.emit(
                             JobFinished, job_id, batch.at, value, error, ended_at - started_at, lateness
                         )
-                    if self._on_run is not None:
+                    if on_run is not None:
                         last_end = None
-                        self._on_run(job_id, batch.at, started_at, ended_at, error)
+                        on_run(job_id, batch.at, started_at, ended_at, error)
                 finally:
                     # Also when the worker is killed mid-job: the slot and the batch move on.
                     if timer is not None:
