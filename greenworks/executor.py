@@ -54,6 +54,7 @@ from zope.interface import implementer
 
 from greenworks import _checks, _greenlets
 from greenworks._component import KILL_GRACE, Lifecycle, State
+from greenworks._futures import green_future
 from greenworks.clock import ClockLike
 from greenworks.dispatcher import Dispatcher
 from greenworks.exceptions import (
@@ -322,7 +323,7 @@ class GreenExecutor(cf.Executor):
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         if not callable(fn):
             raise invalid_argument("fn", fn, "a callable")
-        future: cf.Future[_T] = cf.Future()
+        future: cf.Future[_T] = green_future()
         item = _WorkItem(self, future, fn, args, kwargs)
         self._items[item] = None
         self._submitted += 1
