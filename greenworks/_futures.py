@@ -40,7 +40,7 @@ _T = TypeVar("_T")
 
 # The C RLock, even if something patched _thread: ownership by OS thread is the point.
 _CRLock: type = get_original("_thread", "RLock")
-_PENDING = cf._base.PENDING  # type: ignore[attr-defined]
+_PENDING = cf._base.PENDING
 _new = cf.Future.__new__
 
 
@@ -74,7 +74,7 @@ class GreenCondition(_CRLock):  # type: ignore[misc]
             waiters = self._waiters = []
         waiters.append(waiter)
         count = self._release_save()[0]
-        notified = False
+        notified: bool = False
         try:
             if timeout is None:
                 notified = waiter.acquire()
@@ -142,7 +142,7 @@ class GreenCondition(_CRLock):  # type: ignore[misc]
 
     def __repr__(self) -> str:
         return "<greenworks GreenCondition(%r, %d waiting)>" % (
-            _CRLock.__repr__(self),
+            super().__repr__(),
             len(self._waiters or ()),
         )
 
@@ -157,10 +157,10 @@ def green_future() -> "cf.Future[Any]":
     (CPython 3.8 to 3.13; a test pins them).
     """
     future: cf.Future[Any] = _new(cf.Future)
-    future._condition = GreenCondition()  # type: ignore[attr-defined]
-    future._state = _PENDING  # type: ignore[attr-defined]
-    future._result = None  # type: ignore[attr-defined]
-    future._exception = None  # type: ignore[attr-defined]
-    future._waiters = []  # type: ignore[attr-defined]
+    future._condition = GreenCondition()
+    future._state = _PENDING
+    future._result = None
+    future._exception = None
+    future._waiters = []
     future._done_callbacks = []  # type: ignore[attr-defined]
     return future
