@@ -141,10 +141,8 @@ class GreenCondition(_CRLock):  # type: ignore[misc]
             raise RuntimeError("cannot notify on un-acquired lock")
 
     def __repr__(self) -> str:
-        return "<greenworks GreenCondition(%r, %d waiting)>" % (
-            super().__repr__(),
-            len(self._waiters or ()),
-        )
+        # The C repr names the class and says locked/unlocked, owner and count.
+        return "%s, %d waiting>" % (super().__repr__()[:-1], len(self._waiters or ()))
 
 
 def green_future() -> "cf.Future[Any]":

@@ -214,3 +214,33 @@ class TestAcrossThreads:
         assert waiting(future._condition) == 1
         in_thread(future.set_result, "from a thread").get(timeout=10)
         assert waiter.get(timeout=10) == "from a thread"
+
+    def test_an_interrupted_wait_leaves_no_waiter_and_the_lock_free(self):
+        """gevent.Timeout (or a kill) in result(): the waiter is gone and another thread can lock."""
+        future = green_future()
+        with pytest.raises(gevent.Timeout), gevent.Timeout(0.01):
+            future.result()
+        assert waiting(future._condition) == 0
+        cond = future._condition
+
+        def lock_and_unlock():
+            if not cond.acquire(False):
+                return False
+            cond.release()
+            return True
+
+        assert in_thread(lock_and_unlock).get(timeout=10) is True
+
+    def test_repr_says_how_many_wait(self):
+        cond = GreenCondition()
+
+        def wait():
+            with cond:
+                return cond.wait(5)
+
+        waiter = gevent.spawn(wait)
+        settle()
+        assert repr(cond).startswith("<unlocked ") and repr(cond).endswith(", 1 waiting>")
+        with cond:
+            cond.notify()
+        assert waiter.get(timeout=5) is True
