@@ -11,15 +11,18 @@ Where a monkey-patched application has ``ThreadPoolExecutor(32)``,
             print(future.result())
 
 Nothing else changes: ``submit`` returns a genuine
-``concurrent.futures.Future``, so ``wait``, ``as_completed``,
-``add_done_callback``, ``cancel``, ``result(timeout)`` and ``exception()``
-are the standard library's own code; ``map`` is the standard library's
-(the same ordering, timeout and exception rules); ``shutdown(wait,
-cancel_futures)``, the context manager, ``initializer``/``initargs`` and the
-join at interpreter exit behave as ThreadPoolExecutor's. The standard
-library's waiters are ``threading.Condition`` and ``threading.Event``, which
-monkey-patching makes gevent's, so a greenlet waiting on a future yields to
-the hub like any other.
+``concurrent.futures.Future`` (``type(f) is concurrent.futures.Future``), so
+``wait``, ``as_completed``, ``add_done_callback``, ``cancel``,
+``result(timeout)`` and ``exception()`` are the standard library's own code;
+``map`` is the standard library's (the same ordering, timeout and exception
+rules); ``shutdown(wait, cancel_futures)``, the context manager,
+``initializer``/``initargs`` and the join at interpreter exit behave as
+ThreadPoolExecutor's. Only the lock under each future differs: not the
+``threading.Condition`` that monkey-patching turns into pure-Python locks
+(the larger part of a trivial task's cost), but a C lock whose waits are
+gevent's (:mod:`greenworks._futures`), so a greenlet waiting on a future
+yields to the hub like any other and a real OS thread (gevent's threadpool)
+may wait on one too.
 
 How it differs, on purpose:
 
@@ -54,6 +57,7 @@ from zope.interface import implementer
 
 from greenworks import _checks, _greenlets
 from greenworks._component import KILL_GRACE, Lifecycle, State
+from greenworks._futures import green_future
 from greenworks.clock import ClockLike
 from greenworks.dispatcher import Dispatcher
 from greenworks.exceptions import (
@@ -322,7 +326,7 @@ class GreenExecutor(cf.Executor):
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         if not callable(fn):
             raise invalid_argument("fn", fn, "a callable")
-        future: cf.Future[_T] = cf.Future()
+        future: cf.Future[_T] = green_future()
         item = _WorkItem(self, future, fn, args, kwargs)
         self._items[item] = None
         self._submitted += 1
