@@ -61,11 +61,15 @@ return next_token(KEYS[2])
 
 # Take over the lease of a holder known to be dead: compare-and-set on *its*
 # id (ARGV[3]), so a lease somebody else took meanwhile is never touched, and
-# a new token, so the dead holder's claims (were it not dead) are fenced.
+# a new token, so the dead holder's claims (were it not dead) are fenced. A
+# key gone meanwhile is a free lease, set as _ACQUIRE would: gunicorn's
+# master (release_dead, in child_exit) often frees it between our reading
+# the dead holder and this script, and giving up then loses the tick.
 _TAKE_OVER = (
     FENCE_LUA
     + """
-if redis.call('get', KEYS[1]) ~= ARGV[3] then return 0 end
+local current = redis.call('get', KEYS[1])
+if current and current ~= ARGV[3] then return 0 end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return next_token(KEYS[2])
 """
@@ -136,7 +140,10 @@ class RedisLock:
     of the same host that died (SIGKILL: its pid gone, a zombie, exiting, or
     with the SIGKILL still pending) is taken over at once: :meth:`acquire`
     finds its registry entry (written at acquire) and replaces its lease by
-    compare-and-set on its holder id, with a new token. :func:`release_dead`
+    compare-and-set on its holder id, with a new token; when gunicorn's
+    master freed that lease meanwhile (:func:`release_dead` in
+    ``child_exit``, the moment it reaped the process) the same call takes
+    the free lease instead of giving up. :func:`release_dead`
     (gunicorn's ``child_exit`` hook) frees it at once too, from a process
     that holds no lock, and serves the holders that nobody contends for
     right away.
@@ -228,6 +235,8 @@ class RedisLock:
         self._maybe_ours = False
         self._renewer = None
         self._stop_renewer = Event()
+        # The dead local holder (no registry entry) acquire() asked about a second time.
+        self._asked_again: str | None = None
 
     # -- reading -------------------------------------------------------------
 
@@ -270,7 +279,9 @@ class RedisLock:
         """Try once to take the lease for *ttl* seconds; see `ILeaderLock.acquire`.
 
         Already held: renews instead (same token). Held by a dead process of
-        this host (see the class doc): taken over, one more round trip. On
+        this host (see the class doc): taken over, one more round trip (also
+        one more when its registry entry is gone, as `release_dead` leaves
+        it after freeing the lease: asked again, once per holder id). On
         success the renewal greenlet runs, :attr:`token` is the new lease's
         fencing token, and this process's registry entry names the lease (for
         `release_dead` and the next contenders).
@@ -288,15 +299,25 @@ class RedisLock:
         started = self._clock.monotonic()
         self._maybe_ours = True
         keys = [self._name, self._fence_key]
+        dead = None
         try:
-            answer = self._acquire_script(keys=keys, args=[self._holder, _ms(ttl)])
-            dead = None
-            if isinstance(answer, list):
-                dead = self._dead_local_holder(answer[1])
-                answer = 0
-                if dead is not None:
+            for _attempt in range(2):
+                answer = self._acquire_script(keys=keys, args=[self._holder, _ms(ttl)])
+                if not isinstance(answer, list):
+                    break
+                current, has_entry = self._local_gone(answer[1])
+                if has_entry:
+                    dead = current
                     started = self._clock.monotonic()
                     answer = self._take_over_script(keys=keys, args=[self._holder, _ms(ttl), dead])
+                    break
+                answer = 0
+                # A dead local holder without its entry: release_dead (gunicorn's child_exit, in
+                # the master) unlinks it right after freeing the lease, so the key is most likely
+                # free by now. Asked once more, once per holder id (a freed id never comes back).
+                if current is None or current == self._asked_again:
+                    break
+                self._asked_again = current
             token = int(answer)
         except self._errors() as exc:
             self._health.failed(exc, "acquire")
@@ -327,28 +348,32 @@ class RedisLock:
         self._start_renewer()
         return True
 
-    def _dead_local_holder(self, current: Any) -> str | None:
-        """*current* (the key's holder id) if it names a dead lock holder of this host, else None.
+    def _local_gone(self, current: Any) -> tuple[str | None, bool]:
+        """Whether *current* (the key's holder id) names a dead process of this host: (id, entry).
 
-        Dead means: its registry entry exists here (so it is a process of this
-        host, whatever the host names say, and it held this lease) and its pid
-        is gone, or exiting, or has a SIGKILL pending (`pid_gone`); the id
+        ``(id, True)``: a dead lock holder of this host, to take over. Dead
+        means: its registry entry exists here (so it is a process of this
+        host, whatever the host names say, and it held this lease) and its
+        pid is gone, or exiting, or has a SIGKILL pending (`pid_gone`); the id
         names this host too (a registry shared across hosts stays safe). Then
         waiting for its ttl, or for gunicorn's ``child_exit`` to run in the
-        master after the kernel reaped it, would only lose ticks. Never
-        switches greenlets (a few reads under ``/proc``).
+        master after the kernel reaped it, would only lose ticks.
+        ``(id, False)``: the same but without a registry entry (never taken
+        over: nothing proves it was a process of this host). ``(None,
+        False)``: anything else (a live holder, another host's, no registry).
+        Never switches greenlets (a few reads under ``/proc``).
         """
         if self._registry_dir is None:
-            return None
+            return None, False
         holder = current.decode("utf-8", "replace") if isinstance(current, bytes) else str(current)
         host, _, rest = holder.rpartition(":")[0].rpartition(":")
         nonce = holder.rpartition(":")[2]
         if host != socket.gethostname() or not rest.isdigit() or int(rest) == os.getpid() or not nonce:
-            return None
+            return None, False
+        if not pid_gone(int(rest)):
+            return None, False
         entry = os.path.join(self._registry_dir, "%s.%s.json" % (rest, nonce))
-        if not os.path.exists(entry) or not pid_gone(int(rest)):
-            return None
-        return holder
+        return holder, os.path.exists(entry)
 
     def renew(self) -> bool:
         """Extend the held lease by its ttl (compare-and-set); see `ILeaderLock.renew`.
