@@ -106,7 +106,7 @@ def bare_sleeps(spawn, joinall, total, workers, pause):
 
 
 def child(bursts, burst, workers, pause, kind="child"):
-    """In a fresh interpreter: time ThreadPoolExecutor (unpatched), futurist's green one or bare eventlet greenlets.
+    """In a fresh interpreter: time an unpatched ThreadPoolExecutor, futurist's green one or bare greenlets.
 
     Prints JSON. *kind* ``eventlet``: `bare_sleeps` on eventlet's hub (the
     futurist variant's hub), for the hub-for-hub io comparison.
@@ -263,7 +263,9 @@ def _group(bench, label, bursts, burst, workers, pause, futurist_skip):
             ),
         )
         if mine and medians.get(bare):
-            bench.note("%s: GreenExecutor / bare greenlets on the same hub = %.2fx" % (label, mine / medians[bare]))
+            bench.note(
+                "%s: GreenExecutor / bare greenlets on the same hub = %.2fx" % (label, mine / medians[bare])
+            )
     else:
         bench.target(
             "%s: time vs futurist GreenThreadPoolExecutor" % label,
@@ -327,4 +329,6 @@ if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] in ("child", "futurist", "eventlet"):
         child(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[1])
     else:
-        sys.exit("usage: python -m benchmarks.bench_executor child|futurist|eventlet BURSTS BURST WORKERS SLEEP")
+        sys.exit(
+            "usage: python -m benchmarks.bench_executor child|futurist|eventlet BURSTS BURST WORKERS SLEEP"
+        )

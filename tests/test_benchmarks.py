@@ -368,7 +368,9 @@ class TestExecutorScenario:
             mine = next(v for k, v in medians.items() if k.startswith("greenworks"))
             green = next(v for k, v in medians.items() if k.startswith("futurist"))
             bare_gevent = next(v for k, v in medians.items() if k.endswith("sleeping, gevent"))
-            bare_eventlet = next(v for k, v in medians.items() if k.endswith("eventlet child") and "bare" in k)
+            bare_eventlet = next(
+                v for k, v in medians.items() if k.endswith("eventlet child") and "bare" in k
+            )
             assert hub_target["value"] == pytest.approx((mine / green) / (bare_gevent / bare_eventlet))
 
     @pytest.mark.timeout(120)
