@@ -21,9 +21,14 @@ not deadlock its own hub: another greenlet of the thread would just re-enter.
 
 Waiting is the standard library's recipe: each waiter blocks on a lock of its
 own that ``notify`` releases. That lock is gevent's (what monkey-patched
-``threading.Condition`` uses): a greenlet waiting on the hub's thread yields
-to the hub, and a waiter on another OS thread (gevent's threadpool, a native
-thread) is woken across threads as gevent's locks are.
+``threading.Condition`` uses), so a greenlet waiting on the hub's thread
+yields to the hub. A waiter on another OS thread (gevent's threadpool, a
+native thread) blocks in that thread's own hub, and ``notify`` from a
+different thread hands the release to that hub's loop
+(``run_callback_threadsafe``) instead of releasing the lock itself: gevent
+before 26.8 does not wake a waiter of another thread on a plain release (it
+sleeps until its timeout, for ever without one), and the hand-off is right
+on every gevent.
 """
 
 import concurrent.futures as cf
@@ -31,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from gevent import get_hub
 from gevent.monkey import get_original
 from gevent.thread import allocate_lock
 
@@ -40,6 +46,8 @@ _T = TypeVar("_T")
 
 # The C RLock, even if something patched _thread: ownership by OS thread is the point.
 _CRLock: type = get_original("_thread", "RLock")
+# The OS thread's id: monkey-patched, _thread.get_ident names the greenlet.
+_thread_id: Callable[[], int] = get_original("_thread", "get_ident")
 _PENDING = cf._base.PENDING
 _new = cf.Future.__new__
 
@@ -49,13 +57,14 @@ class GreenCondition(_CRLock):  # type: ignore[misc]
 
     ``acquire``/``release``/``with`` are the C RLock's own (re-entrant,
     owned by the OS thread). ``wait`` and ``wait_for`` block (a greenlet
-    yields to its hub); ``notify`` and ``notify_all`` never switch. The
-    waiters' list is made by the first ``wait``: a future completed before
-    anyone waited never builds one.
+    yields to its hub); ``notify`` and ``notify_all`` never switch, and wake
+    waiters of any OS thread. The waiters' list is made by the first
+    ``wait``: a future completed before anyone waited never builds one.
     """
 
     # Read from the class until the first wait() stores one on the instance.
-    _waiters: list[Any] | None = None
+    # Each waiter: (its lock, held until notified; its OS thread's id; that thread's hub loop).
+    _waiters: list[tuple[Any, int, Any]] | None = None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Let go of the lock, block until notified or *timeout* seconds passed, take it back.
@@ -69,10 +78,11 @@ class GreenCondition(_CRLock):  # type: ignore[misc]
             raise RuntimeError("cannot wait on un-acquired lock")
         waiter = allocate_lock()
         waiter.acquire()
+        entry = (waiter, _thread_id(), get_hub().loop)
         waiters = self._waiters
         if waiters is None:
             waiters = self._waiters = []
-        waiters.append(waiter)
+        waiters.append(entry)
         count = self._release_save()[0]
         notified: bool = False
         try:
@@ -90,7 +100,7 @@ class GreenCondition(_CRLock):  # type: ignore[misc]
                 self.acquire()
             if not notified:
                 try:
-                    waiters.remove(waiter)
+                    waiters.remove(entry)
                 except ValueError:
                     pass  # notified just as the wait ended
 
@@ -126,8 +136,13 @@ class GreenCondition(_CRLock):  # type: ignore[misc]
             return
         woken = waiters[:n]
         del waiters[:n]
-        for waiter in woken:
-            waiter.release()
+        here = _thread_id()
+        for waiter, thread, loop in woken:
+            if thread == here:
+                waiter.release()
+            else:
+                # Released by its own hub: the only cross-thread wake-up older gevent honours.
+                loop.run_callback_threadsafe(waiter.release)
 
     def notify_all(self) -> None:
         """Wake every waiter. Never switches.

@@ -22,7 +22,10 @@ ThreadPoolExecutor's. Only the lock under each future differs: not the
 (the larger part of a trivial task's cost), but a C lock whose waits are
 gevent's (:mod:`greenworks._futures`), so a greenlet waiting on a future
 yields to the hub like any other and a real OS thread (gevent's threadpool)
-may wait on one too.
+may wait on one too: ``result()`` and ``exception()`` on every supported
+gevent; ``cf.wait`` and ``as_completed`` from another OS thread need gevent
+26.8 or newer (older gevent hangs the hub in a monkey-patched
+``threading.Event.set()`` that another thread waits on, with any executor).
 
 How it differs, on purpose:
 

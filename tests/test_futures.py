@@ -11,10 +11,20 @@ import concurrent.futures as cf
 import gevent
 import pytest
 from gevent.event import Event
+from gevent.monkey import get_original
 
+from greenworks import _futures
 from greenworks._futures import GreenCondition, green_future
 from greenworks.executor import GreenExecutor
 from greenworks.testing import settle
+
+#: The OS thread's id (monkey-patched, _thread.get_ident names the greenlet).
+os_thread = get_original("_thread", "get_ident")
+
+# gevent before 26.8 hangs the hub in a monkey-patched threading.Event.set() while another OS
+# thread waits on that Event: cf.wait and as_completed are built on one (probed with 22.10.2,
+# 24.11.1 and 26.4.0; 26.8.0 and 26.9.0 wake the thread). Not greenworks' code: nothing to fix here.
+OLD_GEVENT_EVENTS = tuple(int(part) for part in gevent.__version__.split(".")[:2]) < (26, 8)
 
 
 def in_thread(fn, *args):
@@ -191,6 +201,11 @@ class TestAcrossThreads:
             assert handle.get(timeout=10) == "green"
             assert future.result() == "green"
 
+    @pytest.mark.skipif(
+        OLD_GEVENT_EVENTS,
+        reason="gevent %s hangs a patched threading.Event.set() waited on by another OS thread "
+        "(fixed in gevent 26.8)" % gevent.__version__,
+    )
     def test_cf_wait_and_as_completed_from_a_real_thread(self):
         gates = [Event(), Event()]
         with GreenExecutor(2) as executor:
@@ -205,6 +220,54 @@ class TestAcrossThreads:
             for gate in gates:
                 gate.set()
             assert handle.get(timeout=10) == (2, [True, True])
+
+    def test_a_notify_from_another_thread_is_released_by_the_waiters_own_hub(self, monkeypatch):
+        """The release runs on the waiting thread: gevent before 26.8 wakes no waiter otherwise.
+
+        On the newer gevent CI runs, a release from the notifying thread would
+        also wake the waiter, so this pins where it happens, both ways.
+        """
+        released_on = []
+        allocate = _futures.allocate_lock
+
+        class RecordingLock:  # gevent's LockType refuses subclasses
+            def __init__(self):
+                self._lock = allocate()
+
+            def acquire(self, *args):
+                return self._lock.acquire(*args)
+
+            def release(self):
+                released_on.append(os_thread())
+                self._lock.release()
+
+        monkeypatch.setattr(_futures, "allocate_lock", RecordingLock)
+        hub_thread = os_thread()
+        cond = GreenCondition()
+
+        def notify_from_thread():
+            with cond:
+                cond.notify()
+            return os_thread()
+
+        with cond:
+            handle = in_thread(notify_from_thread)
+            assert cond.wait(10) is True
+        notifier = handle.get(timeout=10)
+        assert notifier != hub_thread
+        assert released_on == [hub_thread]
+
+        def wait_in_thread():
+            with cond:
+                return cond.wait(10), os_thread()
+
+        handle = in_thread(wait_in_thread)
+        until(lambda: waiting(cond) == 1)
+        with cond:
+            cond.notify()
+        woke, waiter_thread = handle.get(timeout=10)
+        assert woke is True and waiter_thread != hub_thread
+        assert released_on == [hub_thread, waiter_thread]
 
     def test_a_real_thread_completes_a_future_a_greenlet_waits_for(self):
         """The other direction: a greenlet on the hub waits, a threadpool thread sets the result."""
