@@ -27,11 +27,12 @@ nothing more is dispatched; tasks already dispatched still run, and their
 results are dropped.
 """
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from gevent.event import Event
 from gevent.lock import Semaphore
-from gevent.queue import SimpleQueue
 
 from greenworks import _checks, _greenlets
 from greenworks.exceptions import invalid_argument
@@ -43,12 +44,46 @@ _FAILED = 1
 _END = 2
 
 
+class _Inbox:
+    """The reader's results: a deque and an Event, for one reader and any number of writers.
+
+    Not gevent's ``SimpleQueue``: before gevent 25.4 its ``put`` could stop
+    waking a reader while a worker and the feeder kept handing the hub to
+    each other, so an endless input ran away unread. An Event's wake-up is
+    the same on every gevent. ``put`` never switches; ``get`` blocks (yields
+    to the hub) until there is an item.
+    """
+
+    __slots__ = ("_items", "_ready", "_waiting")
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[int, Any, Any]] = deque()
+        self._ready = Event()
+        self._waiting = False  # the reader is (about to be) parked on _ready
+
+    def put(self, item: tuple[int, Any, Any]) -> None:
+        self._items.append(item)
+        if self._waiting:
+            # Only a parked reader needs the Event: most puts find it busy.
+            self._waiting = False
+            self._ready.set()
+
+    def get(self) -> tuple[int, Any, Any]:
+        items = self._items
+        # No switch between the test and wait(): a put after the test sets the Event.
+        while not items:
+            self._waiting = True
+            self._ready.clear()
+            self._ready.wait()
+        return items.popleft()
+
+
 class _Task:
     """One item: runs ``fn(*args)`` in a worker and reports to the reader's queue."""
 
     __slots__ = ("args", "fn", "index", "queue")
 
-    def __init__(self, queue: SimpleQueue, index: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(self, queue: _Inbox, index: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.queue = queue
         self.index = index
         self.fn: Callable[..., Any] | None = fn
@@ -72,7 +107,7 @@ class _Task:
             self.queue.put((self.index, _OK, value))
 
 
-def _feed(pool: Any, queue: SimpleQueue, slots: Semaphore | None, fn: Callable[..., Any], items: Any) -> None:
+def _feed(pool: Any, queue: _Inbox, slots: Semaphore | None, fn: Callable[..., Any], items: Any) -> None:
     """Dispatch one task per item, waiting for room (and for a place with *maxsize*)."""
     index = 0
     error = None
@@ -102,7 +137,7 @@ class MapIterator:
         maxsize: Any,
         ordered: bool,
     ) -> None:
-        self._queue: SimpleQueue = SimpleQueue()
+        self._queue = _Inbox()
         self._slots = None if maxsize is None else Semaphore(maxsize)
         self._ordered = ordered
         self._early: dict[int, tuple[int, Any]] = {}
