@@ -11,15 +11,15 @@ over an elastic pool, gevent ``Pool.imap_unordered`` style.
 Expected output::
 
     ThreadPoolExecutor: first done: c (10 ms)
-    ThreadPoolExecutor: all: a=30 b=20 c=10 d=40
+    ThreadPoolExecutor: all: a=300 b=200 c=10 d=400
     ThreadPoolExecutor: map: [2, 4, 6]
     ThreadPoolExecutor: cancelled before it ran: True
     GreenExecutor: first done: c (10 ms)
-    GreenExecutor: all: a=30 b=20 c=10 d=40
+    GreenExecutor: all: a=300 b=200 c=10 d=400
     GreenExecutor: map: [2, 4, 6]
     GreenExecutor: cancelled before it ran: True
     executor stats: submitted=7 completed=7 failed=0
-    imap_unordered: [10, 20, 30, 40]
+    imap_unordered: [10, 200, 300, 400]
 """
 
 from gevent import monkey
@@ -33,7 +33,9 @@ import time
 from greenworks.dispatcher import Dispatcher
 from greenworks.executor import GreenExecutor
 
-DELAYS = {"a": 30, "b": 20, "c": 10, "d": 40}
+# c finishes first by 190 ms: a loaded machine that stalls the process for 10 ms between
+# two submissions must not reorder the "first done" line (it did, with 10 ms steps).
+DELAYS = {"a": 300, "b": 200, "c": 10, "d": 400}
 
 
 def lookup(key):
