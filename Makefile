@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint tox bench bench-quick clean
+.PHONY: demo test test-py313 lint tox bench bench-quick clean
 
 # One line of progress instead of a silent quarter minute while pip runs (first use only).
 $(STAMP): setup.py
@@ -20,6 +20,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The suite on Python 3.13 (Debian trixie's python3) in a debootstrap chroot, with the oldest
+# supported gevent as well: root, and a few minutes more on first use (.ci/other-python --help).
+test-py313:
+	bash .ci/other-python trixie --gevent-min
 
 lint: $(STAMP)
 	$(PY) -m ruff check greenworks tests examples benchmarks
