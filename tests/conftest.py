@@ -23,6 +23,12 @@ from greenworks.testing import FakeClock, settle
 
 DEFAULT_TEST_TIMEOUT = float(os.environ.get("GREENWORKS_TEST_TIMEOUT", "30"))
 
+#: gevent before 26.8 mishandles monkey-patched threading across OS threads, outside greenworks:
+#: a threading.Event.set() waited on by another thread hangs the hub (so do cf.wait and
+#: as_completed called from one), and on Python 3.13 the stdlib ThreadPoolExecutor never exits
+#: with work left at exit. Probed with 22.10.2 to 26.4.0 (hang) and 26.8.0, 26.9.0 (fixed).
+GEVENT_BEFORE_26_8 = tuple(int(part) for part in gevent.__version__.split(".")[:2]) < (26, 8)
+
 settings.register_profile(
     "greenworks",
     deadline=None,

@@ -23,7 +23,9 @@ import threading
 import time
 import weakref
 
+import gevent
 import pytest
+from conftest import GEVENT_BEFORE_26_8
 
 from greenworks.exceptions import BrokenExecutorError, InvalidArgument
 from greenworks.executor import GreenExecutor
@@ -103,10 +105,7 @@ def skip_if_the_reference_hangs_at_exit(executor_type):
     26.4.0 hang after the last line (greenlet 3.1.1 to 3.5.6 alike); 26.8.0 and
     26.9.0 exit. GreenExecutor exits on all of them, so only the reference skips.
     """
-    import gevent
-
-    old_gevent = tuple(int(part) for part in gevent.__version__.split(".")[:2]) < (26, 8)
-    if executor_type is cf.ThreadPoolExecutor and sys.version_info >= (3, 13) and old_gevent:
+    if executor_type is cf.ThreadPoolExecutor and sys.version_info >= (3, 13) and GEVENT_BEFORE_26_8:
         pytest.skip(
             "ThreadPoolExecutor hangs at interpreter exit on Python 3.13 with gevent %s (fixed in 26.8)"
             % gevent.__version__

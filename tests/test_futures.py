@@ -10,6 +10,7 @@ import concurrent.futures as cf
 
 import gevent
 import pytest
+from conftest import GEVENT_BEFORE_26_8
 from gevent.event import Event
 from gevent.monkey import get_original
 
@@ -20,11 +21,6 @@ from greenworks.testing import settle
 
 #: The OS thread's id (monkey-patched, _thread.get_ident names the greenlet).
 os_thread = get_original("_thread", "get_ident")
-
-# gevent before 26.8 hangs the hub in a monkey-patched threading.Event.set() while another OS
-# thread waits on that Event: cf.wait and as_completed are built on one (probed with 22.10.2,
-# 24.11.1 and 26.4.0; 26.8.0 and 26.9.0 wake the thread). Not greenworks' code: nothing to fix here.
-OLD_GEVENT_EVENTS = tuple(int(part) for part in gevent.__version__.split(".")[:2]) < (26, 8)
 
 
 def in_thread(fn, *args):
@@ -202,7 +198,7 @@ class TestAcrossThreads:
             assert future.result() == "green"
 
     @pytest.mark.skipif(
-        OLD_GEVENT_EVENTS,
+        GEVENT_BEFORE_26_8,
         reason="gevent %s hangs a patched threading.Event.set() waited on by another OS thread "
         "(fixed in gevent 26.8)" % gevent.__version__,
     )
