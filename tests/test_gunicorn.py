@@ -1,16 +1,16 @@
 """Tests for greenworks.gunicorn: the Runtime and its hooks, then real gunicorn -k gevent end to end."""
 
 import datetime
+import http.client
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 import types
-import urllib.request
 
 import gevent
-import gevent.pool
 import pytest
 from _gunicorn_worker import gevent_worker_unavailable, stop_arbiter
 from gevent.event import Event
@@ -292,8 +292,7 @@ class Gunicorn:
     def __init__(self, tmp_path, *extra):
         self.lock = str(tmp_path / "jobs.lock")
         self.log = str(tmp_path / "jobs.log")
-        port = _free_port()
-        self.url = "http://127.0.0.1:%d/" % port
+        port = self.port = _free_port()
         env = dict(
             os.environ,
             GREENWORKS_EXAMPLE_TICK="1",
@@ -339,10 +338,6 @@ class Gunicorn:
     def tail(self):
         return "\n".join(self.lines[-60:])
 
-    def get(self, path=""):
-        with urllib.request.urlopen(self.url + path, timeout=10) as response:
-            return response.read().decode()
-
     def wait_for(self, pattern):
         """Like :meth:`expect`, but a line already read also counts."""
         regex = re.compile(pattern)
@@ -353,16 +348,57 @@ class Gunicorn:
         """How many stderr lines so far contain *text*."""
         return sum(1 for line in self.lines if text in line)
 
-    def burst(self, n):
-        """Send *n* concurrent requests; return the pids of the workers that answered."""
+    def recycle(self, pid, limit=60):
+        """Send two requests to worker *pid*, which ``--max-requests 2`` recycles.
 
-        def one(_):
+        The workers share one listening socket and the kernel hands each
+        connection to whichever hub accepts first, so connections are opened
+        one by one until *pid* holds one; the others carry no request and
+        count towards no worker's max_requests. So only *pid* recycles, and
+        the other workers stay up to take the ticks.
+        """
+        held = []
+        try:
+            for _ in range(limit):
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.connect()
+                held.append(conn)
+                if self._accepted_by(conn.sock, pid):
+                    for _ in range(2):
+                        conn.request("GET", "/")
+                        assert conn.getresponse().read().split()[-1] == str(pid).encode()
+                    return
+            raise AssertionError("pid %d accepted none of %d connections:\n%s" % (pid, limit, self.tail()))
+        finally:
+            for conn in held:
+                conn.close()
+
+    def _accepted_by(self, sock, pid, limit=10):
+        """Whether worker *pid* accepted the server side of *sock*, a connected client socket.
+
+        /proc/net/tcp shows the server side with inode 0 until a worker
+        accepts it (nothing here can be woken by that, hence the poll); then
+        the worker that accepted it holds ``socket:[inode]`` among its fds.
+        """
+        here = "0100007F:%04X" % self.port
+        there = "0100007F:%04X" % sock.getsockname()[1]
+        deadline = time.monotonic() + limit
+        while True:
+            with open("/proc/net/tcp") as f:
+                inodes = [row[9] for row in map(str.split, f) if row[1] == here and row[2] == there]
+            if inodes and inodes[0] != "0":
+                break
+            assert time.monotonic() < deadline, "no worker accepted a connection in %ss" % limit
+            gevent.sleep(0.01)
+        target = "socket:[%s]" % inodes[0]
+        fds = "/proc/%d/fd" % pid
+        for fd in os.listdir(fds):
             try:
-                return int(self.get().split()[-1])
-            except OSError:  # a worker that is recycling may drop its connection
-                return None
-
-        return [pid for pid in gevent.pool.Pool(n).imap_unordered(one, range(n)) if pid]
+                if os.readlink(os.path.join(fds, fd)) == target:
+                    return True
+            except FileNotFoundError:  # an fd closed while we looked
+                pass
+        return False
 
     def leader_pid(self):
         return int(FileLock(self.lock).read_holder().split(":")[1])
@@ -481,18 +517,8 @@ class TestGunicornEndToEnd:
             _wait_runs(server, 2)
             leader = server.leader_pid()
             stopping = "runtime in pid %d: stopping" % leader
-            for _ in range(80):
-                # One request at a time recycles at most one worker at a time
-                # (a burst of two could recycle two, and with the third
-                # recycling by chance no worker would be up to take a tick).
-                server.burst(1)
-                # Let every recycled worker's replacement boot before the next
-                # request, so at least one worker is always up to take a tick.
-                while server.count("runtime started in pid") < 3 + server.count("Autorestarting worker"):
-                    server.expect(r"runtime started in pid")
-                if server.count(stopping):
-                    break
-            assert server.count(stopping), "the leader was never recycled"
+            server.recycle(leader)
+            server.wait_for(re.escape(stopping))
             server.wait_for(r"file lock \S+ released by [^:]+:%d:" % leader)
             server.wait_for(r"runtime in pid %d: stopped" % leader)
             _wait_runs(server, 6, lambda m: int(m.group(4)) != leader)
