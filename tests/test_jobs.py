@@ -859,6 +859,47 @@ class TestRobustness:
         assert len(good.runs) == 2
         assert len([m for m in caplog.records if "is_run()" in m.getMessage()]) == 2
 
+    def test_is_run_raising_anywhere_asks_every_job_once(self, clock, runners):
+        """Raises first, in the middle, twice in a row and last: every other job is still asked once.
+
+        The timetable's jobs are asked in one bare loop that resumes after a
+        job that raised; this pins that no job is skipped or asked twice and
+        that each error keeps its job's id and input position.
+        """
+
+        boom = object()
+
+        def raises_once():
+            # Raises when first asked only, so a job asked twice shows in its count
+            # instead of looping on the error.
+            calls = []
+
+            def due(now):
+                calls.append(now)
+                if len(calls) == 1:
+                    raise ValueError("boom")
+                return False
+
+            return due
+
+        plan = [boom, True, False, boom, boom, True, False, True, boom]
+        jobs = [
+            Recorder("j%d" % i, clock, due=raises_once() if due is boom else due)
+            for i, due in enumerate(plan)
+        ]
+        r = runners(input_order=True)
+        r.set_jobs(jobs)
+        clock.advance(60)
+        (result,) = drain(r)
+        assert [len(j.asked) for j in jobs] == [1] * len(plan)
+        assert [len(j.runs) for j in jobs] == [0, 1, 0, 0, 0, 1, 0, 1, 0]
+        by_id = result.by_id()
+        raised = [i for i, due in enumerate(plan) if due is boom]
+        assert sorted(by_id) == sorted(["j%d" % i for i in [*raised, 1, 5, 7]])
+        for i in raised:
+            assert isinstance(by_id["j%d" % i].error, ValueError)
+        assert [by_id["j%d" % i].value for i in (1, 5, 7)] == ["j1", "j5", "j7"]
+
     def test_get_id_raising_is_reported(self, clock, runners):
         """[FIX] An exception in get_id is reported under a placeholder id and the runner goes on."""
 
