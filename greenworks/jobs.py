@@ -760,8 +760,7 @@ class JobRunner:
             try:
                 is_due = item.is_run(at)
             except Exception as exc:
-                self._log.exception("job runner %r: is_run() of %r raised; job not run", self.name, job_id)
-                items.append(JobResult(job_id, None, exc, at, at, index))
+                self._not_asked(at, job_id, index, exc, items)
                 continue
             if not is_due:
                 continue
@@ -793,11 +792,15 @@ class JobRunner:
                 return dues
             except Exception as exc:
                 index = len(dues)
-                self._log.exception(
-                    "job runner %r: is_run() of %r raised; job not run", self.name, known[index]
-                )
-                items.append(JobResult(known[index], None, exc, at, at, index))
+                self._not_asked(at, known[index], index, exc, items)
                 ask(False)
+
+    def _not_asked(
+        self, at: datetime.datetime, job_id: Any, index: int, exc: Exception, items: list[JobResult]
+    ) -> None:
+        """Report a job whose ``is_run`` raised: logged, and its error kept in *items*; it does not run."""
+        self._log.exception("job runner %r: is_run() of %r raised; job not run", self.name, job_id)
+        items.append(JobResult(job_id, None, exc, at, at, index))
 
     def _ran(self, job_id: str, due: datetime.datetime, started: float, ended: float, error: Any) -> None:
         from greenworks.jobstores import LastRun
